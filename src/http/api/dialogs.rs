@@ -1,0 +1,236 @@
+//! Dialogs, messages (with delivery status) and calls.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::clients::{cursor, ListParams};
+use crate::domain::*;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
+use crate::http::AppState;
+
+fn created<T>(fresh: bool, v: T) -> (StatusCode, Json<T>) {
+    (
+        if fresh {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(v),
+    )
+}
+
+/// A page of dialogs.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct DialogPage {
+    /// Dialogs, most recent activity first.
+    pub items: Vec<Dialog>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Dialogs, most recent activity first (`user_id` = assignee).
+#[utoipa::path(get, path = "/api/v1/dialogs", tag = "dialogs", params(ListParams),
+    responses((status = 200, body = DialogPage), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_dialogs(
+    State(s): State<AppState>,
+    a: Auth,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<DialogPage>, ApiError> {
+    a.require(Scope::DialogsRead)?;
+    let page = s
+        .store
+        .list_dialogs(&a.actor, &p.filter(&["open", "closed"])?)
+        .await?;
+    Ok(Json(DialogPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Open a dialog. An existing `(connector_id, external_thread_id)` answers 200 with it.
+#[utoipa::path(post, path = "/api/v1/dialogs", tag = "dialogs", request_body = NewDialog,
+    responses((status = 201, body = Dialog), (status = 200, body = Dialog, description = "already open"), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_dialog(
+    State(s): State<AppState>,
+    a: Auth,
+    ApiJson(input): ApiJson<NewDialog>,
+) -> Result<(StatusCode, Json<Dialog>), ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    let (d, fresh) = s.store.create_dialog(&a.actor, &input).await?;
+    Ok(created(fresh, d))
+}
+
+/// One dialog.
+#[utoipa::path(get, path = "/api/v1/dialogs/{id}", tag = "dialogs", params(("id" = i64, Path)),
+    responses((status = 200, body = Dialog), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_dialog(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+) -> Result<Json<Dialog>, ApiError> {
+    a.require(Scope::DialogsRead)?;
+    Ok(Json(s.store.get_dialog(&a.actor, id).await?))
+}
+
+/// Assign, transfer, link to an Interest, close or reopen a dialog.
+#[utoipa::path(patch, path = "/api/v1/dialogs/{id}", tag = "dialogs", params(("id" = i64, Path)), request_body = DialogPatch,
+    responses((status = 200, body = Dialog), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_dialog(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiJson(p): ApiJson<DialogPatch>,
+) -> Result<Json<Dialog>, ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    Ok(Json(s.store.update_dialog(&a.actor, id, &p).await?))
+}
+
+/// Message paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessageParams {
+    /// Page size (default 50, at most 200).
+    pub limit: Option<i64>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of messages.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct MessagePage {
+    /// Messages, oldest first.
+    pub items: Vec<Message>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Messages of a dialog, oldest first.
+#[utoipa::path(get, path = "/api/v1/dialogs/{id}/messages", tag = "dialogs", params(("id" = i64, Path), MessageParams),
+    responses((status = 200, body = MessagePage), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_messages(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<MessageParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    a.require(Scope::DialogsRead)?;
+    let page = s
+        .store
+        .list_messages(
+            &a.actor,
+            id,
+            p.limit.unwrap_or(50),
+            cursor(p.cursor.as_deref())?,
+        )
+        .await?;
+    Ok(Json(MessagePage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Post a message. Operators post replies (outbound); connectors post inbound messages with
+/// the channel's id. A repeated `external_id` answers 200 with the stored message.
+#[utoipa::path(post, path = "/api/v1/dialogs/{id}/messages", tag = "dialogs", params(("id" = i64, Path)), request_body = NewMessage,
+    responses((status = 201, body = Message), (status = 200, body = Message, description = "already stored"), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_message(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<NewMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    let (m, fresh) = s.store.add_message(&a.actor, id, &input).await?;
+    Ok(created(fresh, m))
+}
+
+/// Report a delivery status of an outbound message; it never moves backwards.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/delivery", tag = "dialogs", params(("id" = i64, Path)), request_body = DeliveryUpdate,
+    responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_delivery(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiJson(u): ApiJson<DeliveryUpdate>,
+) -> Result<Json<Message>, ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    Ok(Json(s.store.update_delivery(&a.actor, id, &u).await?))
+}
+
+/// A page of calls.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CallPage {
+    /// Calls, newest first.
+    pub items: Vec<Call>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Calls, newest first (`user_id` = operator).
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(ListParams),
+    responses((status = 200, body = CallPage), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_calls(
+    State(s): State<AppState>,
+    a: Auth,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<CallPage>, ApiError> {
+    a.require(Scope::CallsRead)?;
+    let page = s
+        .store
+        .list_calls(
+            &a.actor,
+            &p.filter(&["ringing", "answered", "completed", "missed"])?,
+        )
+        .await?;
+    Ok(Json(CallPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Record a call; the customer is recognised by number. Idempotent on
+/// `(connector_id, external_id)`.
+#[utoipa::path(post, path = "/api/v1/calls", tag = "calls", request_body = NewCall,
+    responses((status = 201, body = Call), (status = 200, body = Call, description = "already recorded"), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn record_call(
+    State(s): State<AppState>,
+    a: Auth,
+    ApiJson(input): ApiJson<NewCall>,
+) -> Result<(StatusCode, Json<Call>), ApiError> {
+    a.require(Scope::CallsWrite)?;
+    let (c, fresh) = s.store.record_call(&a.actor, &input).await?;
+    Ok(created(fresh, c))
+}
+
+/// One call.
+#[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "calls", params(("id" = i64, Path)),
+    responses((status = 200, body = Call), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_call(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+) -> Result<Json<Call>, ApiError> {
+    a.require(Scope::CallsRead)?;
+    Ok(Json(s.store.get_call(&a.actor, id).await?))
+}
+
+/// Change call state (answered, completed, missed), operator, recording.
+#[utoipa::path(patch, path = "/api/v1/calls/{id}", tag = "calls", params(("id" = i64, Path)), request_body = CallPatch,
+    responses((status = 200, body = Call), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_call(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiJson(p): ApiJson<CallPatch>,
+) -> Result<Json<Call>, ApiError> {
+    a.require(Scope::CallsWrite)?;
+    Ok(Json(s.store.update_call(&a.actor, id, &p).await?))
+}

@@ -1,0 +1,160 @@
+//! Assembling the process: store, first admin, HTTP server, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::{self, LoginLimiter};
+use crate::config::{redact_url, Config};
+use crate::domain::{Actor, IdentityRules, NewUser, Role};
+use crate::http::{self, AppState};
+use crate::storage::{SqlStore, Store, StoreError};
+
+/// Opens the configured store, creating and migrating it as needed.
+///
+/// # Errors
+/// Connection or migration failure, with the (redacted) URL in the message.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let rules =
+        IdentityRules::for_region(&config.identity.default_region).map_err(anyhow::Error::msg)?;
+    SqlStore::open(&config.database.url, rules)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                redact_url(&config.database.url)
+            )
+        })
+}
+
+/// On an empty database, creates the first administrator with a one-time password and
+/// returns `(login, password)`; otherwise `None`.
+///
+/// # Errors
+/// Database failure.
+pub async fn ensure_first_admin(store: &dyn Store) -> anyhow::Result<Option<(String, String)>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let password = auth::one_time_password();
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    let input = NewUser {
+        login: "admin".into(),
+        name: "Administrator".into(),
+        email: None,
+        role: Role::Admin,
+        department_id: None,
+        password: password.clone(),
+        must_change_password: true,
+    };
+    match store.create_user(&Actor::System, &input, &hash).await {
+        Ok(_) => Ok(Some(("admin".into(), password))),
+        // Another node created it at the same moment.
+        Err(StoreError::Duplicate { .. }) => Ok(None),
+        Err(e) => Err(e).context("cannot create the first administrator"),
+    }
+}
+
+/// A built application, bound to its port, not yet serving.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Opens the store, binds the listener (port 0 picks a free one).
+    ///
+    /// # Errors
+    /// Store or bind failure.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        Self::with_store(config, Arc::new(store)).await
+    }
+
+    /// Like [`App::build`] with an already opened store.
+    ///
+    /// # Errors
+    /// Bind failure.
+    pub async fn with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let limiter = LoginLimiter::new(
+            Duration::from_secs(config.auth.failure_window_secs),
+            config.auth.max_failures_per_login,
+            config.auth.max_failures_per_address,
+        );
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            limiter: Arc::new(limiter),
+            metrics: crate::telemetry::metrics(),
+            started: Instant::now(),
+        };
+        Ok(Self { state, listener })
+    }
+
+    /// The address actually bound.
+    ///
+    /// # Errors
+    /// When the OS cannot tell.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    ///
+    /// # Errors
+    /// Server failure.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http::router(self.state.clone());
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,159 @@
+//! Row-level access rules, as SQL predicates.
+//!
+//! - admin, API keys and the system see every row;
+//! - a supervisor sees rows of their department, and rows they are responsible for;
+//! - a manager or operator sees rows they are responsible for (assigned to), and rows of
+//!   their department that are shared with it.
+//!
+//! Contacts, identities, messages and the Feed follow their parent (client, lead, dialog).
+//! Ids are integers from the authenticated actor, formatted into the SQL, never user text.
+
+use crate::domain::{Actor, Id, Role};
+
+/// The predicate for a table with `responsible`, `department_id` and `shared` columns,
+/// under alias `t`. `responsible` is the column naming the responsible user
+/// (`responsible_id`, or `assignee_id` for dialogs).
+pub fn owned(actor: &Actor, t: &str, responsible: &str) -> String {
+    match actor {
+        Actor::System | Actor::ApiKey { .. } => "1=1".to_owned(),
+        Actor::User {
+            role: Role::Admin, ..
+        } => "1=1".to_owned(),
+        Actor::User {
+            id,
+            role: Role::Supervisor,
+            department_id,
+        } => match department_id {
+            Some(d) => format!("({t}.department_id = {d} OR {t}.{responsible} = {id})"),
+            None => format!("({t}.{responsible} = {id})"),
+        },
+        Actor::User {
+            id, department_id, ..
+        } => match department_id {
+            Some(d) => format!(
+                "({t}.{responsible} = {id} OR ({t}.shared = 1 AND {t}.department_id = {d}))"
+            ),
+            None => format!("({t}.{responsible} = {id})"),
+        },
+    }
+}
+
+/// The predicate "the client `client_col` is visible" as an `EXISTS`.
+pub fn client_visible(actor: &Actor, client_col: &str) -> String {
+    if actor.sees_everything() {
+        return format!("({client_col} IS NOT NULL)");
+    }
+    format!(
+        "EXISTS (SELECT 1 FROM clients vc WHERE vc.id = {client_col} AND {})",
+        owned(actor, "vc", "responsible_id")
+    )
+}
+
+/// The predicate "the lead `lead_col` is visible".
+pub fn lead_visible(actor: &Actor, lead_col: &str) -> String {
+    if actor.sees_everything() {
+        return format!("({lead_col} IS NOT NULL)");
+    }
+    format!(
+        "EXISTS (SELECT 1 FROM leads vl WHERE vl.id = {lead_col} AND {})",
+        owned(actor, "vl", "responsible_id")
+    )
+}
+
+/// The predicate "the party (client or lead) of the row under alias `t` is visible".
+pub fn party_visible(actor: &Actor, t: &str) -> String {
+    if actor.sees_everything() {
+        return "1=1".to_owned();
+    }
+    format!(
+        "({} OR {})",
+        client_visible(actor, &format!("{t}.client_id")),
+        lead_visible(actor, &format!("{t}.lead_id"))
+    )
+}
+
+/// Interactions: visible with their party, or to their responsible user.
+pub fn interaction_visible(actor: &Actor, t: &str) -> String {
+    match actor.user_id() {
+        Some(uid) if !actor.sees_everything() => {
+            format!(
+                "({} OR {t}.responsible_id = {uid})",
+                party_visible(actor, t)
+            )
+        }
+        _ => party_visible(actor, t),
+    }
+}
+
+/// Calls: visible with their party, or to the operator on the call.
+pub fn call_visible(actor: &Actor, t: &str) -> String {
+    match actor.user_id() {
+        Some(uid) if !actor.sees_everything() => {
+            format!("({} OR {t}.operator_id = {uid})", party_visible(actor, t))
+        }
+        _ => party_visible(actor, t),
+    }
+}
+
+/// Whether the actor may make `user` responsible for a record: admins and API keys anyone,
+/// supervisors users of their department, others only themselves.
+pub fn may_assign(actor: &Actor, user: Id, user_department: Option<Id>) -> bool {
+    match actor {
+        Actor::System | Actor::ApiKey { .. } => true,
+        Actor::User {
+            role: Role::Admin, ..
+        } => true,
+        Actor::User {
+            id,
+            role: Role::Supervisor,
+            department_id,
+        } => *id == user || (department_id.is_some() && *department_id == user_department),
+        Actor::User { id, .. } => *id == user,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_follow_roles() {
+        let admin = Actor::User {
+            id: 1,
+            role: Role::Admin,
+            department_id: None,
+        };
+        assert_eq!(owned(&admin, "c", "responsible_id"), "1=1");
+        let sup = Actor::User {
+            id: 2,
+            role: Role::Supervisor,
+            department_id: Some(7),
+        };
+        assert_eq!(
+            owned(&sup, "c", "responsible_id"),
+            "(c.department_id = 7 OR c.responsible_id = 2)"
+        );
+        let mgr = Actor::User {
+            id: 3,
+            role: Role::Manager,
+            department_id: Some(7),
+        };
+        assert_eq!(
+            owned(&mgr, "d", "assignee_id"),
+            "(d.assignee_id = 3 OR (d.shared = 1 AND d.department_id = 7))"
+        );
+        let loner = Actor::User {
+            id: 4,
+            role: Role::Operator,
+            department_id: None,
+        };
+        assert_eq!(
+            owned(&loner, "c", "responsible_id"),
+            "(c.responsible_id = 4)"
+        );
+        assert!(may_assign(&sup, 9, Some(7)));
+        assert!(!may_assign(&sup, 9, Some(8)));
+        assert!(!may_assign(&mgr, 9, Some(7)));
+        assert!(may_assign(&mgr, 3, Some(7)));
+    }
+}

@@ -1,0 +1,992 @@
+//! Storage: the [`Store`] trait and its SQL implementation over SQLite (default) and
+//! PostgreSQL.
+//!
+//! Both backends run the same queries through sqlx's `Any` driver, written in the SQL both
+//! speak (`$n` parameters, `ON CONFLICT`, `RETURNING`, integer timestamps and flags). What
+//! differs lives in [`sqlite`] and [`postgres`]: connection set-up, migrations, and how
+//! writers are ordered so that change-log sequence numbers grow in commit order:
+//! - SQLite allows one writer at a time; we take a process-wide writer lock before `BEGIN`
+//!   so writers queue instead of failing with `SQLITE_BUSY`.
+//! - PostgreSQL writers run concurrently; just before commit a transaction that logged
+//!   changes takes a transaction-scoped advisory lock, then allocates its sequence numbers,
+//!   then commits (releasing the lock). A reader therefore never sees seq N+1 before seq N.
+//!
+//! Row-level access is enforced here, in the `WHERE` clauses (see [`access`]), not only in
+//! the HTTP handlers: a row the actor may not see is reported as not found.
+
+pub mod access;
+mod changes;
+mod clients;
+mod cursor;
+mod dialogs;
+mod feed;
+mod interests;
+mod migrate;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+mod users;
+mod validate_ref;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use sqlx::{Any, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::domain::*;
+pub use changes::Change;
+pub use cursor::Cursor;
+
+/// Errors of the store. `NotFound` covers rows the actor may not see.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row, or the actor may not see it.
+    #[error("{entity} not found")]
+    NotFound {
+        /// Entity name (`client`, `interest`, ...).
+        entity: &'static str,
+    },
+    /// An input field is invalid (including references to rows that do not exist).
+    #[error("invalid {}: {}", .0.field, .0.message)]
+    Invalid(FieldError),
+    /// A unique value is already taken (an identity, a login, a name).
+    #[error("duplicate {field}: {message}")]
+    Duplicate {
+        /// The field whose value is taken.
+        field: String,
+        /// What is taken.
+        message: String,
+    },
+    /// The change conflicts with the row's state.
+    #[error("conflict on {field}: {message}")]
+    Conflict {
+        /// The field that conflicts.
+        field: String,
+        /// What conflicts.
+        message: String,
+    },
+    /// The actor's role does not allow this change.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A stored value the code does not understand (schema drift, manual edits).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration {version} failed")]
+    Migration {
+        /// Migration version.
+        version: i64,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl From<FieldError> for StoreError {
+    fn from(e: FieldError) -> Self {
+        StoreError::Invalid(e)
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a [`SqlStore`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// What to look clients up by.
+#[derive(Debug, Clone, Default)]
+pub struct ClientQuery {
+    /// Prefix of the name or of any word of it.
+    pub q: Option<String>,
+    /// Phone number (any format; normalized).
+    pub phone: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Messenger identity (`telegram`, `vk`, `whatsapp`, `web_visitor`) with its value.
+    pub messenger: Option<(IdentityKind, String)>,
+    /// Page size (1..=200).
+    pub limit: i64,
+    /// Cursor from the previous page.
+    pub cursor: Option<Cursor>,
+}
+
+/// Whose timeline the Feed shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedTarget {
+    /// A client.
+    Client(Id),
+    /// A contact.
+    Contact(Id),
+    /// A lead.
+    Lead(Id),
+    /// An Interest.
+    Interest(Id),
+}
+
+/// A Feed page request.
+#[derive(Debug, Clone)]
+pub struct FeedQuery {
+    /// Whose Feed.
+    pub target: FeedTarget,
+    /// Only these kinds (empty: all).
+    pub kinds: Vec<FeedKind>,
+    /// Page size (1..=200).
+    pub limit: i64,
+    /// Cursor from the previous page.
+    pub cursor: Option<Cursor>,
+}
+
+/// Filters for listing records; each is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Client.
+    pub client_id: Option<Id>,
+    /// Lead.
+    pub lead_id: Option<Id>,
+    /// Interest.
+    pub interest_id: Option<Id>,
+    /// Assignee / responsible user.
+    pub user_id: Option<Id>,
+    /// Department.
+    pub department_id: Option<Id>,
+    /// Status in its stored form.
+    pub status: Option<String>,
+    /// Page size (1..=200).
+    pub limit: i64,
+    /// Cursor from the previous page.
+    pub cursor: Option<Cursor>,
+}
+
+/// A user with the stored password hash, for sign-in.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user: User,
+    /// Argon2 PHC string, if a password is set.
+    pub password_hash: Option<String>,
+}
+
+/// Where a new identity points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityOwner {
+    /// A client.
+    Client(Id),
+    /// A contact (its client is filled in).
+    Contact(Id),
+    /// A lead.
+    Lead(Id),
+}
+
+/// The system of record. Every method that reads or writes business data takes the acting
+/// [`Actor`] and applies its row-level access rules.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // -- users, departments, sessions, API keys
+    /// Number of users (start-up creates the first admin when zero).
+    async fn count_users(&self) -> StoreResult<i64>;
+    /// New department (admin).
+    async fn create_department(
+        &self,
+        actor: &Actor,
+        input: &NewDepartment,
+    ) -> StoreResult<Department>;
+    /// All departments.
+    async fn list_departments(&self) -> StoreResult<Vec<Department>>;
+    /// New user with an already hashed password (admin).
+    async fn create_user(
+        &self,
+        actor: &Actor,
+        input: &NewUser,
+        password_hash: &str,
+    ) -> StoreResult<User>;
+    /// One user.
+    async fn get_user(&self, id: Id) -> StoreResult<User>;
+    /// All users.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Change a user (admin); a new password hash replaces the old; disabling ends sessions.
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &UserPatch,
+        password_hash: Option<String>,
+    ) -> StoreResult<User>;
+    /// Set a user's own new password hash and clear the one-time flag; ends other sessions.
+    async fn change_own_password(
+        &self,
+        user_id: Id,
+        password_hash: &str,
+        keep_session: &str,
+    ) -> StoreResult<()>;
+    /// A user by login, with the password hash.
+    async fn credentials(&self, login: &str) -> StoreResult<Option<Credentials>>;
+    /// Record a session token hash.
+    async fn create_session(
+        &self,
+        user_id: Id,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// The active user of an unexpired session.
+    async fn session_user(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<User>>;
+    /// End a session.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// New API key record (the secret is hashed by the caller).
+    async fn create_api_key(
+        &self,
+        actor: &Actor,
+        input: &NewApiKey,
+        prefix: &str,
+        key_hash: &str,
+    ) -> StoreResult<ApiKey>;
+    /// All API keys.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revoke an API key.
+    async fn revoke_api_key(&self, actor: &Actor, id: Id) -> StoreResult<ApiKey>;
+    /// An unrevoked key by its public prefix, with its hash; marks it used.
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<(ApiKey, String)>>;
+
+    // -- custom fields
+    /// Custom field definitions in card order.
+    async fn list_custom_fields(&self) -> StoreResult<Vec<CustomField>>;
+    /// New custom field (admin).
+    async fn create_custom_field(
+        &self,
+        actor: &Actor,
+        input: &NewCustomField,
+    ) -> StoreResult<CustomField>;
+    /// Remove a custom field definition and its values (admin).
+    async fn delete_custom_field(&self, actor: &Actor, id: Id) -> StoreResult<()>;
+
+    // -- clients, contacts, identities, leads
+    /// New client with its identities, in one transaction.
+    async fn create_client(&self, actor: &Actor, input: &NewClient) -> StoreResult<ClientCard>;
+    /// The client card.
+    async fn get_client(&self, actor: &Actor, id: Id) -> StoreResult<ClientCard>;
+    /// Change a client.
+    async fn update_client(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &ClientPatch,
+    ) -> StoreResult<Client>;
+    /// Search clients by name prefix, phone, email or messenger id.
+    async fn search_clients(&self, actor: &Actor, query: &ClientQuery)
+        -> StoreResult<Page<Client>>;
+    /// New contact of a client, with identities.
+    async fn create_contact(
+        &self,
+        actor: &Actor,
+        client_id: Id,
+        input: &NewContact,
+    ) -> StoreResult<Contact>;
+    /// One contact.
+    async fn get_contact(&self, actor: &Actor, id: Id) -> StoreResult<Contact>;
+    /// Change a contact.
+    async fn update_contact(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &ContactPatch,
+    ) -> StoreResult<Contact>;
+    /// Add an identity; a taken (kind, value) is a conflict.
+    async fn add_identity(
+        &self,
+        actor: &Actor,
+        owner: IdentityOwner,
+        input: &IdentityInput,
+    ) -> StoreResult<Identity>;
+    /// Find an identity by kind and (unnormalized) value.
+    async fn find_identity(
+        &self,
+        actor: &Actor,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Option<Identity>>;
+    /// Remove an identity.
+    async fn delete_identity(&self, actor: &Actor, id: Id) -> StoreResult<()>;
+    /// New lead; its phone and email become identities.
+    async fn create_lead(&self, actor: &Actor, input: &NewLead) -> StoreResult<Lead>;
+    /// One lead.
+    async fn get_lead(&self, actor: &Actor, id: Id) -> StoreResult<Lead>;
+    /// Leads, newest first.
+    async fn list_leads(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Lead>>;
+    /// Change a lead.
+    async fn update_lead(&self, actor: &Actor, id: Id, patch: &LeadPatch) -> StoreResult<Lead>;
+    /// Turn a lead into a client, moving all its history.
+    async fn convert_lead(
+        &self,
+        actor: &Actor,
+        id: Id,
+        input: &ConvertLead,
+    ) -> StoreResult<LeadConversion>;
+
+    // -- sales scenarios, Interests, interactions
+    /// Sales scenarios with stages.
+    async fn list_scenarios(&self) -> StoreResult<Vec<SalesScenario>>;
+    /// New sales scenario (admin).
+    async fn create_scenario(
+        &self,
+        actor: &Actor,
+        input: &NewSalesScenario,
+    ) -> StoreResult<SalesScenario>;
+    /// New Interest at the first stage of its scenario.
+    async fn create_interest(&self, actor: &Actor, input: &NewInterest) -> StoreResult<Interest>;
+    /// One Interest.
+    async fn get_interest(&self, actor: &Actor, id: Id) -> StoreResult<Interest>;
+    /// Interests, newest first.
+    async fn list_interests(
+        &self,
+        actor: &Actor,
+        filter: &ListFilter,
+    ) -> StoreResult<Page<Interest>>;
+    /// Change an Interest.
+    async fn update_interest(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &InterestPatch,
+    ) -> StoreResult<Interest>;
+    /// Move an Interest to another stage of its scenario.
+    async fn move_interest_stage(
+        &self,
+        actor: &Actor,
+        id: Id,
+        stage_id: Id,
+    ) -> StoreResult<Interest>;
+    /// Stage history of an Interest, oldest first.
+    async fn interest_stage_history(&self, actor: &Actor, id: Id) -> StoreResult<Vec<StageChange>>;
+    /// New interaction.
+    async fn create_interaction(
+        &self,
+        actor: &Actor,
+        input: &NewInteraction,
+    ) -> StoreResult<Interaction>;
+    /// One interaction.
+    async fn get_interaction(&self, actor: &Actor, id: Id) -> StoreResult<Interaction>;
+    /// Interactions, newest first.
+    async fn list_interactions(
+        &self,
+        actor: &Actor,
+        filter: &ListFilter,
+    ) -> StoreResult<Page<Interaction>>;
+    /// Change an interaction.
+    async fn update_interaction(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &InteractionPatch,
+    ) -> StoreResult<Interaction>;
+
+    // -- dialogs, messages, calls
+    /// Open a dialog; an existing `(connector_id, external_thread_id)` returns that dialog
+    /// with `false`.
+    async fn create_dialog(&self, actor: &Actor, input: &NewDialog) -> StoreResult<(Dialog, bool)>;
+    /// One dialog.
+    async fn get_dialog(&self, actor: &Actor, id: Id) -> StoreResult<Dialog>;
+    /// Dialogs, most recent activity first.
+    async fn list_dialogs(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Dialog>>;
+    /// Assign, transfer, link, close or reopen.
+    async fn update_dialog(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &DialogPatch,
+    ) -> StoreResult<Dialog>;
+    /// Add a message; a repeated `(connector_id, external_id)` returns the stored one with
+    /// `false` and changes nothing.
+    async fn add_message(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        input: &NewMessage,
+    ) -> StoreResult<(Message, bool)>;
+    /// Messages of a dialog, oldest first.
+    async fn list_messages(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        limit: i64,
+        cursor: Option<Cursor>,
+    ) -> StoreResult<Page<Message>>;
+    /// Record a delivery status (never moves backwards).
+    async fn update_delivery(
+        &self,
+        actor: &Actor,
+        message_id: Id,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<Message>;
+    /// Record a call; idempotent on `(connector_id, external_id)`.
+    async fn record_call(&self, actor: &Actor, input: &NewCall) -> StoreResult<(Call, bool)>;
+    /// One call.
+    async fn get_call(&self, actor: &Actor, id: Id) -> StoreResult<Call>;
+    /// Calls, newest first.
+    async fn list_calls(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Call>>;
+    /// Change call state.
+    async fn update_call(&self, actor: &Actor, id: Id, patch: &CallPatch) -> StoreResult<Call>;
+
+    // -- Feed and change log
+    /// A Feed page, newest first.
+    async fn feed(&self, actor: &Actor, query: &FeedQuery) -> StoreResult<Page<FeedEntry>>;
+    /// Change-log entries with `seq > since`, oldest first (needs `changes:read`).
+    async fn changes_since(&self, since: i64, limit: i64) -> StoreResult<Vec<ChangeEntry>>;
+    /// Change-log entries of one entity (the audit trail), newest first.
+    async fn audit(
+        &self,
+        entity: Option<&str>,
+        entity_id: Option<Id>,
+        limit: i64,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<ChangeEntry>>;
+    /// The highest sequence number written so far (0 when empty).
+    async fn last_seq(&self) -> StoreResult<i64>;
+}
+
+/// The SQL store. Open it with [`SqlStore::open`].
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite: one writer at a time (see the module docs). Unused on PostgreSQL.
+    writer: Arc<Mutex<()>>,
+    rules: IdentityRules,
+}
+
+impl SqlStore {
+    /// Opens (creating and migrating as needed) the store at `url`: `sqlite://path` or a
+    /// path for SQLite, `postgres://...` for PostgreSQL.
+    ///
+    /// # Errors
+    /// Connection and migration failures.
+    pub async fn open(url: &str, rules: IdentityRules) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let (pool, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
+        {
+            (postgres::connect(url).await?, Backend::Postgres)
+        } else {
+            (sqlite::connect(url).await?, Backend::Sqlite)
+        };
+        let store = Self {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+            rules,
+        };
+        migrate::run(&store.pool, backend).await?;
+        Ok(store)
+    }
+
+    /// The connection pool (benchmarks and tests).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction (see the module docs for ordering).
+    pub(crate) async fn write(&self, actor: &Actor) -> StoreResult<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            backend: self.backend,
+            actor_user_id: actor.user_id(),
+            actor_api_key_id: actor.api_key_id(),
+            changes: Vec::new(),
+            now: Timestamp::now(),
+        })
+    }
+}
+
+/// A write transaction that collects change-log entries and writes them at commit.
+pub(crate) struct WriteTx {
+    pub(crate) tx: Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+    backend: Backend,
+    actor_user_id: Option<Id>,
+    actor_api_key_id: Option<Id>,
+    changes: Vec<Change>,
+    /// One clock reading for the whole transaction.
+    pub(crate) now: Timestamp,
+}
+
+impl WriteTx {
+    /// Records a change to be appended to the change log at commit.
+    pub(crate) fn log(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    /// Appends the collected changes and commits. Returns the last sequence number written.
+    pub(crate) async fn commit(mut self) -> StoreResult<Option<i64>> {
+        let mut last = None;
+        if !self.changes.is_empty() {
+            if self.backend == Backend::Postgres {
+                postgres::lock_change_log(&mut self.tx).await?;
+            }
+            for c in std::mem::take(&mut self.changes) {
+                last = Some(
+                    changes::append(
+                        &mut self.tx,
+                        &c,
+                        self.now,
+                        self.actor_user_id,
+                        self.actor_api_key_id,
+                    )
+                    .await?,
+                );
+            }
+        }
+        self.tx.commit().await?;
+        Ok(last)
+    }
+}
+
+/// Maps a unique-constraint violation to a conflict on `field`.
+pub(crate) fn conflict_on(
+    field: &str,
+    message: impl Into<String>,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let field = field.to_owned();
+    let message = message.into();
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Duplicate { field, message }
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Clamps a requested page size.
+pub(crate) fn page_limit(limit: i64) -> i64 {
+    limit.clamp(1, 200)
+}
+
+/// Builds a page from `limit + 1` fetched rows.
+pub(crate) fn page_of<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(50);
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| cursor_of(r).encode())
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        self.count_users_impl().await
+    }
+
+    async fn create_department(
+        &self,
+        actor: &Actor,
+        input: &NewDepartment,
+    ) -> StoreResult<Department> {
+        self.create_department_impl(actor, input).await
+    }
+
+    async fn list_departments(&self) -> StoreResult<Vec<Department>> {
+        self.list_departments_impl().await
+    }
+
+    async fn create_user(
+        &self,
+        actor: &Actor,
+        input: &NewUser,
+        password_hash: &str,
+    ) -> StoreResult<User> {
+        self.create_user_impl(actor, input, password_hash).await
+    }
+
+    async fn get_user(&self, id: Id) -> StoreResult<User> {
+        self.get_user_impl(id).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.list_users_impl().await
+    }
+
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &UserPatch,
+        password_hash: Option<String>,
+    ) -> StoreResult<User> {
+        self.update_user_impl(actor, id, patch, password_hash).await
+    }
+
+    async fn change_own_password(
+        &self,
+        user_id: Id,
+        password_hash: &str,
+        keep_session: &str,
+    ) -> StoreResult<()> {
+        self.change_own_password_impl(user_id, password_hash, keep_session)
+            .await
+    }
+
+    async fn credentials(&self, login: &str) -> StoreResult<Option<Credentials>> {
+        self.credentials_impl(login).await
+    }
+
+    async fn create_session(
+        &self,
+        user_id: Id,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.create_session_impl(user_id, token_hash, expires_at)
+            .await
+    }
+
+    async fn session_user(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<User>> {
+        self.session_user_impl(token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        self.delete_session_impl(token_hash).await
+    }
+
+    async fn create_api_key(
+        &self,
+        actor: &Actor,
+        input: &NewApiKey,
+        prefix: &str,
+        key_hash: &str,
+    ) -> StoreResult<ApiKey> {
+        self.create_api_key_impl(actor, input, prefix, key_hash)
+            .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.list_api_keys_impl().await
+    }
+
+    async fn revoke_api_key(&self, actor: &Actor, id: Id) -> StoreResult<ApiKey> {
+        self.revoke_api_key_impl(actor, id).await
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<(ApiKey, String)>> {
+        self.api_key_by_prefix_impl(prefix).await
+    }
+
+    async fn list_custom_fields(&self) -> StoreResult<Vec<CustomField>> {
+        self.list_custom_fields_impl().await
+    }
+
+    async fn create_custom_field(
+        &self,
+        actor: &Actor,
+        input: &NewCustomField,
+    ) -> StoreResult<CustomField> {
+        self.create_custom_field_impl(actor, input).await
+    }
+
+    async fn delete_custom_field(&self, actor: &Actor, id: Id) -> StoreResult<()> {
+        self.delete_custom_field_impl(actor, id).await
+    }
+
+    async fn create_client(&self, actor: &Actor, input: &NewClient) -> StoreResult<ClientCard> {
+        self.create_client_impl(actor, input).await
+    }
+
+    async fn get_client(&self, actor: &Actor, id: Id) -> StoreResult<ClientCard> {
+        self.get_client_impl(actor, id).await
+    }
+
+    async fn update_client(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &ClientPatch,
+    ) -> StoreResult<Client> {
+        self.update_client_impl(actor, id, patch).await
+    }
+
+    async fn search_clients(
+        &self,
+        actor: &Actor,
+        query: &ClientQuery,
+    ) -> StoreResult<Page<Client>> {
+        self.search_clients_impl(actor, query).await
+    }
+
+    async fn create_contact(
+        &self,
+        actor: &Actor,
+        client_id: Id,
+        input: &NewContact,
+    ) -> StoreResult<Contact> {
+        self.create_contact_impl(actor, client_id, input).await
+    }
+
+    async fn get_contact(&self, actor: &Actor, id: Id) -> StoreResult<Contact> {
+        self.get_contact_impl(actor, id).await
+    }
+
+    async fn update_contact(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &ContactPatch,
+    ) -> StoreResult<Contact> {
+        self.update_contact_impl(actor, id, patch).await
+    }
+
+    async fn add_identity(
+        &self,
+        actor: &Actor,
+        owner: IdentityOwner,
+        input: &IdentityInput,
+    ) -> StoreResult<Identity> {
+        self.add_identity_impl(actor, owner, input).await
+    }
+
+    async fn find_identity(
+        &self,
+        actor: &Actor,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Option<Identity>> {
+        self.find_identity_impl(actor, kind, value).await
+    }
+
+    async fn delete_identity(&self, actor: &Actor, id: Id) -> StoreResult<()> {
+        self.delete_identity_impl(actor, id).await
+    }
+
+    async fn create_lead(&self, actor: &Actor, input: &NewLead) -> StoreResult<Lead> {
+        self.create_lead_impl(actor, input).await
+    }
+
+    async fn get_lead(&self, actor: &Actor, id: Id) -> StoreResult<Lead> {
+        self.get_lead_impl(actor, id).await
+    }
+
+    async fn list_leads(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Lead>> {
+        self.list_leads_impl(actor, filter).await
+    }
+
+    async fn update_lead(&self, actor: &Actor, id: Id, patch: &LeadPatch) -> StoreResult<Lead> {
+        self.update_lead_impl(actor, id, patch).await
+    }
+
+    async fn convert_lead(
+        &self,
+        actor: &Actor,
+        id: Id,
+        input: &ConvertLead,
+    ) -> StoreResult<LeadConversion> {
+        self.convert_lead_impl(actor, id, input).await
+    }
+
+    async fn list_scenarios(&self) -> StoreResult<Vec<SalesScenario>> {
+        self.list_scenarios_impl().await
+    }
+
+    async fn create_scenario(
+        &self,
+        actor: &Actor,
+        input: &NewSalesScenario,
+    ) -> StoreResult<SalesScenario> {
+        self.create_scenario_impl(actor, input).await
+    }
+
+    async fn create_interest(&self, actor: &Actor, input: &NewInterest) -> StoreResult<Interest> {
+        self.create_interest_impl(actor, input).await
+    }
+
+    async fn get_interest(&self, actor: &Actor, id: Id) -> StoreResult<Interest> {
+        self.get_interest_impl(actor, id).await
+    }
+
+    async fn list_interests(
+        &self,
+        actor: &Actor,
+        filter: &ListFilter,
+    ) -> StoreResult<Page<Interest>> {
+        self.list_interests_impl(actor, filter).await
+    }
+
+    async fn update_interest(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &InterestPatch,
+    ) -> StoreResult<Interest> {
+        self.update_interest_impl(actor, id, patch).await
+    }
+
+    async fn move_interest_stage(
+        &self,
+        actor: &Actor,
+        id: Id,
+        stage_id: Id,
+    ) -> StoreResult<Interest> {
+        self.move_interest_stage_impl(actor, id, stage_id).await
+    }
+
+    async fn interest_stage_history(&self, actor: &Actor, id: Id) -> StoreResult<Vec<StageChange>> {
+        self.interest_stage_history_impl(actor, id).await
+    }
+
+    async fn create_interaction(
+        &self,
+        actor: &Actor,
+        input: &NewInteraction,
+    ) -> StoreResult<Interaction> {
+        self.create_interaction_impl(actor, input).await
+    }
+
+    async fn get_interaction(&self, actor: &Actor, id: Id) -> StoreResult<Interaction> {
+        self.get_interaction_impl(actor, id).await
+    }
+
+    async fn list_interactions(
+        &self,
+        actor: &Actor,
+        filter: &ListFilter,
+    ) -> StoreResult<Page<Interaction>> {
+        self.list_interactions_impl(actor, filter).await
+    }
+
+    async fn update_interaction(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &InteractionPatch,
+    ) -> StoreResult<Interaction> {
+        self.update_interaction_impl(actor, id, patch).await
+    }
+
+    async fn create_dialog(&self, actor: &Actor, input: &NewDialog) -> StoreResult<(Dialog, bool)> {
+        self.create_dialog_impl(actor, input).await
+    }
+
+    async fn get_dialog(&self, actor: &Actor, id: Id) -> StoreResult<Dialog> {
+        self.get_dialog_impl(actor, id).await
+    }
+
+    async fn list_dialogs(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Dialog>> {
+        self.list_dialogs_impl(actor, filter).await
+    }
+
+    async fn update_dialog(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &DialogPatch,
+    ) -> StoreResult<Dialog> {
+        self.update_dialog_impl(actor, id, patch).await
+    }
+
+    async fn add_message(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        input: &NewMessage,
+    ) -> StoreResult<(Message, bool)> {
+        self.add_message_impl(actor, dialog_id, input).await
+    }
+
+    async fn list_messages(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        limit: i64,
+        cursor: Option<Cursor>,
+    ) -> StoreResult<Page<Message>> {
+        self.list_messages_impl(actor, dialog_id, limit, cursor)
+            .await
+    }
+
+    async fn update_delivery(
+        &self,
+        actor: &Actor,
+        message_id: Id,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<Message> {
+        self.update_delivery_impl(actor, message_id, update).await
+    }
+
+    async fn record_call(&self, actor: &Actor, input: &NewCall) -> StoreResult<(Call, bool)> {
+        self.record_call_impl(actor, input).await
+    }
+
+    async fn get_call(&self, actor: &Actor, id: Id) -> StoreResult<Call> {
+        self.get_call_impl(actor, id).await
+    }
+
+    async fn list_calls(&self, actor: &Actor, filter: &ListFilter) -> StoreResult<Page<Call>> {
+        self.list_calls_impl(actor, filter).await
+    }
+
+    async fn update_call(&self, actor: &Actor, id: Id, patch: &CallPatch) -> StoreResult<Call> {
+        self.update_call_impl(actor, id, patch).await
+    }
+
+    async fn feed(&self, actor: &Actor, query: &FeedQuery) -> StoreResult<Page<FeedEntry>> {
+        self.feed_impl(actor, query).await
+    }
+
+    async fn changes_since(&self, since: i64, limit: i64) -> StoreResult<Vec<ChangeEntry>> {
+        self.changes_since_impl(since, limit).await
+    }
+
+    async fn audit(
+        &self,
+        entity: Option<&str>,
+        entity_id: Option<Id>,
+        limit: i64,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<ChangeEntry>> {
+        self.audit_impl(entity, entity_id, limit, before).await
+    }
+
+    async fn last_seq(&self) -> StoreResult<i64> {
+        self.last_seq_impl().await
+    }
+}

@@ -1,0 +1,33 @@
+//! PostgreSQL backend: concurrent writers; the change log is ordered by a transaction-scoped
+//! advisory lock taken just before commit.
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+use sqlx::{Any, Transaction};
+
+use super::StoreResult;
+
+/// The advisory lock key that orders change-log appends.
+const CHANGE_LOG_LOCK: i64 = 736_102;
+
+pub(crate) async fn connect(url: &str) -> StoreResult<AnyPool> {
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .min_connections(1)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Takes the change-log lock for the rest of the transaction. Sequence numbers allocated
+/// after it are visible in allocation order, because the lock is held until commit.
+pub(crate) async fn lock_change_log(tx: &mut Transaction<'static, Any>) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+        .bind(CHANGE_LOG_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

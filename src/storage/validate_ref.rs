@@ -1,0 +1,168 @@
+//! Checks of references inside a write transaction: the referenced row exists and the actor
+//! may see it. A reference the actor may not see is reported exactly like a missing one.
+
+use sqlx::Row;
+
+use super::{access, rows, StoreError, StoreResult, WriteTx};
+use crate::domain::*;
+
+fn missing(field: &str, what: &str, id: Id) -> StoreError {
+    StoreError::Invalid(FieldError::new(
+        field,
+        "not_found",
+        format!("{what} {id} does not exist"),
+    ))
+}
+
+pub(crate) async fn department_exists(tx: &mut WriteTx, field: &str, id: Id) -> StoreResult<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM departments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| missing(field, "department", id))
+}
+
+/// An active user's department.
+pub(crate) async fn user_department(
+    tx: &mut WriteTx,
+    field: &str,
+    id: Id,
+) -> StoreResult<Option<Id>> {
+    let row = sqlx::query("SELECT department_id FROM users WHERE id = $1 AND active = 1")
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| missing(field, "user", id))?;
+    Ok(row.try_get::<Option<i64>, _>("department_id")?)
+}
+
+pub(crate) async fn visible_client(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    field: &str,
+    id: Id,
+) -> StoreResult<Client> {
+    let sql = format!(
+        "SELECT {} FROM clients c WHERE c.id = $1 AND {}",
+        rows::CLIENT_COLS,
+        access::owned(actor, "c", "responsible_id")
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| missing(field, "client", id))?;
+    rows::client(&row)
+}
+
+pub(crate) async fn visible_lead(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    field: &str,
+    id: Id,
+) -> StoreResult<Lead> {
+    let sql = format!(
+        "SELECT {} FROM leads l WHERE l.id = $1 AND {}",
+        rows::LEAD_COLS,
+        access::owned(actor, "l", "responsible_id")
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| missing(field, "lead", id))?;
+    rows::lead(&row)
+}
+
+pub(crate) async fn visible_interest(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    field: &str,
+    id: Id,
+) -> StoreResult<Interest> {
+    let sql = format!(
+        "SELECT {} FROM interests n WHERE n.id = $1 AND {}",
+        rows::INTEREST_COLS,
+        access::owned(actor, "n", "responsible_id")
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| missing(field, "interest", id))?;
+    rows::interest(&row)
+}
+
+/// A contact that belongs to `client_id`.
+pub(crate) async fn contact_of(
+    tx: &mut WriteTx,
+    field: &str,
+    id: Id,
+    client_id: Id,
+) -> StoreResult<Contact> {
+    let sql = format!(
+        "SELECT {} FROM contacts ct WHERE ct.id = $1",
+        rows::CONTACT_COLS
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| missing(field, "contact", id))?;
+    let c = rows::contact(&row)?;
+    if c.client_id != client_id {
+        return Err(StoreError::Invalid(FieldError::new(
+            field,
+            "wrong_client",
+            format!("contact {id} belongs to another client"),
+        )));
+    }
+    Ok(c)
+}
+
+/// Resolves who a new record belongs to: the responsible user defaults to the acting user,
+/// the department to the responsible user's. Managers may only assign to themselves.
+pub(crate) async fn ownership(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    responsible_id: Option<Id>,
+    department_id: Option<Id>,
+    shared: bool,
+) -> StoreResult<Ownership> {
+    let responsible_id = responsible_id.or(actor.user_id());
+    let mut dept = None;
+    if let Some(r) = responsible_id {
+        dept = user_department(tx, "responsible_id", r).await?;
+        if !access::may_assign(actor, r, dept) {
+            return Err(StoreError::Forbidden(format!(
+                "you may not make user {r} responsible; only admins and their supervisor may"
+            )));
+        }
+    }
+    if let Some(d) = department_id {
+        department_exists(tx, "department_id", d).await?;
+        if let Actor::User {
+            role,
+            department_id: own,
+            ..
+        } = actor
+        {
+            if !matches!(role, Role::Admin) && Some(d) != *own {
+                return Err(StoreError::Forbidden(
+                    "you may only file records under your own department".into(),
+                ));
+            }
+        }
+    }
+    let department_id = department_id.or(dept).or(match actor {
+        Actor::User { department_id, .. } => *department_id,
+        _ => None,
+    });
+    Ok(Ownership {
+        responsible_id,
+        department_id,
+        shared,
+    })
+}
