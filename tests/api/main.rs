@@ -1,1 +1,11 @@
-fn main() {}
+//! Integration tests of the hub over HTTP, on SQLite by default and on PostgreSQL when
+//! `KOMMUTATOR_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, missing_debug_implementations, dead_code)]
+
+mod acl;
+mod auth_flow;
+mod bad_input;
+mod concurrency;
+mod helpers;
+mod smoke;
+mod storage_story;
