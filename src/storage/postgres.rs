@@ -17,6 +17,8 @@ pub(crate) async fn connect(url: &str) -> StoreResult<AnyPool> {
     let pool = AnyPoolOptions::new()
         .max_connections(16)
         .min_connections(1)
+        // Fail a start-up against an unreachable server in seconds, not half a minute.
+        .acquire_timeout(std::time::Duration::from_secs(10))
         .connect_with(options)
         .await?;
     Ok(pool)
