@@ -119,7 +119,7 @@ impl SqlStore {
         );
         let rs = sqlx::query(&sql)
             .bind(since)
-            .bind(super::page_limit(limit).max(1).min(1000))
+            .bind(limit.clamp(1, 1000))
             .fetch_all(&self.pool)
             .await?;
         rs.iter().map(rows::change).collect()

@@ -503,6 +503,16 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// On SQLite, the writer lock for a single autocommit write outside [`WriteTx`] (sessions,
+    /// key usage); `None` on PostgreSQL. Holding it keeps such writes from invalidating the
+    /// snapshot of a write transaction in progress (`SQLITE_BUSY_SNAPSHOT`).
+    pub(crate) async fn single_write_guard(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Begins a write transaction (see the module docs for ordering).
     pub(crate) async fn write(&self, actor: &Actor) -> StoreResult<WriteTx> {
         let guard = match self.backend {

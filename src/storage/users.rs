@@ -255,6 +255,7 @@ impl SqlStore {
         expires_at: Timestamp,
     ) -> StoreResult<()> {
         let now = Timestamp::now().micros();
+        let _guard = self.single_write_guard().await;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id)
@@ -290,6 +291,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn delete_session_impl(&self, token_hash: &str) -> StoreResult<()> {
+        let _guard = self.single_write_guard().await;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.pool)
@@ -384,6 +386,7 @@ impl SqlStore {
             .last_used_at
             .is_none_or(|t| now - t.micros() > 60_000_000)
         {
+            let _guard = self.single_write_guard().await;
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(key.id)

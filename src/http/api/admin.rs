@@ -20,12 +20,21 @@ async fn hash(password: String) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))
 }
 
+/// Every signed-in user may see colleagues (to transfer a dialog, pick a responsible);
+/// an API key needs the admin scope.
+fn colleagues_visible(a: &Auth) -> Result<(), ApiError> {
+    if a.user.is_some() {
+        Ok(())
+    } else {
+        a.require(Scope::Admin)
+    }
+}
+
 /// All users.
 #[utoipa::path(get, path = "/api/v1/users", tag = "admin",
     responses((status = 200, body = Vec<User>), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_users(State(s): State<AppState>, a: Auth) -> Result<Json<Vec<User>>, ApiError> {
-    // Everyone signed in may list colleagues (to transfer a dialog, pick a responsible).
-    let _ = a;
+    colleagues_visible(&a)?;
     Ok(Json(s.store.list_users().await?))
 }
 
