@@ -12,6 +12,16 @@ use crate::domain::validate::{
 };
 use crate::domain::*;
 
+/// A validated client about to be inserted.
+struct ClientDraft<'a> {
+    kind: ClientKind,
+    name: &'a str,
+    notes: Option<String>,
+    custom: &'a Map<String, Value>,
+    own: Ownership,
+    from_lead: Option<Id>,
+}
+
 /// Resolved owner columns of an identity.
 #[derive(Debug, Clone, Copy)]
 struct Owner {
@@ -74,16 +84,15 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_client(
-        &self,
-        tx: &mut WriteTx,
-        kind: ClientKind,
-        name: &str,
-        notes: Option<String>,
-        custom: &Map<String, Value>,
-        own: Ownership,
-        from_lead: Option<Id>,
-    ) -> StoreResult<Client> {
+    async fn insert_client(&self, tx: &mut WriteTx, draft: ClientDraft<'_>) -> StoreResult<Client> {
+        let ClientDraft {
+            kind,
+            name,
+            notes,
+            custom,
+            own,
+            from_lead,
+        } = draft;
         let now = tx.now.micros();
         let sql = format!(
             "INSERT INTO clients (kind, name, name_norm, notes, custom_fields, responsible_id, department_id, shared, \
@@ -143,7 +152,17 @@ impl SqlStore {
         )
         .await?;
         let client = self
-            .insert_client(&mut tx, input.kind, &name, notes, &custom, own, None)
+            .insert_client(
+                &mut tx,
+                ClientDraft {
+                    kind: input.kind,
+                    name: &name,
+                    notes,
+                    custom: &custom,
+                    own,
+                    from_lead: None,
+                },
+            )
             .await?;
         let mut identities = Vec::new();
         for (i, ident) in input.identities.iter().enumerate() {
@@ -916,8 +935,18 @@ impl SqlStore {
                     )
                     .into());
                 }
-                self.insert_client(&mut tx, kind, &name, None, &Map::new(), own, Some(id))
-                    .await?
+                self.insert_client(
+                    &mut tx,
+                    ClientDraft {
+                        kind,
+                        name: &name,
+                        notes: None,
+                        custom: &Map::new(),
+                        own,
+                        from_lead: Some(id),
+                    },
+                )
+                .await?
             }
         };
         let contact = if input.create_contact {

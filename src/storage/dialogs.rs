@@ -617,7 +617,12 @@ impl SqlStore {
                 CallDirection::Outbound => &to,
                 _ => &from,
             };
-            let row = sqlx::query("SELECT client_id, contact_id, lead_id FROM identities WHERE kind = 'phone' AND value = $1")
+            // Only among the parties the actor may see: a call must not reveal another's client.
+            let sql = format!(
+                "SELECT i.client_id, i.contact_id, i.lead_id FROM identities i WHERE i.kind = 'phone' AND i.value = $1 AND {}",
+                access::party_visible(actor, "i")
+            );
+            let row = sqlx::query(&sql)
                 .bind(customer)
                 .fetch_optional(&mut *tx.tx)
                 .await?;
@@ -628,7 +633,7 @@ impl SqlStore {
             }
         }
         if let Some(o) = input.operator_id {
-            user_department(&mut tx, "operator_id", o).await?;
+            operator_assignable(&mut tx, actor, o).await?;
         }
         if let Some(i) = input.interest_id {
             visible_interest(&mut tx, actor, "interest_id", i).await?;
@@ -826,7 +831,7 @@ impl SqlStore {
             k.status = s;
         }
         if let Some(o) = p.operator_id {
-            user_department(&mut tx, "operator_id", o).await?;
+            operator_assignable(&mut tx, actor, o).await?;
             k.operator_id = Some(o);
         }
         if extension.is_some() {
@@ -861,6 +866,18 @@ impl SqlStore {
         tx.log(call_change(&k, "update"));
         tx.commit().await?;
         Ok(k)
+    }
+}
+
+/// The operator on a call: an active user the actor may assign (PBX keys: anyone).
+async fn operator_assignable(tx: &mut WriteTx, actor: &Actor, operator: Id) -> StoreResult<()> {
+    let dep = user_department(tx, "operator_id", operator).await?;
+    if access::may_assign(actor, operator, dep) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(format!(
+            "you may not put user {operator} on a call"
+        )))
     }
 }
 

@@ -108,8 +108,22 @@ impl SqlStore {
                 .collect();
             format!("AND f.kind IN ({})", list.join(", "))
         };
+        // Entries follow their own record's access: the Feed of a visible client does not
+        // show a private dialog's messages or an Interest the reader may not open.
+        let entry_access = if actor.sees_everything() {
+            String::new()
+        } else {
+            format!(
+                "AND (f.ref_type IN ('interaction', 'call') \
+                 OR (f.ref_type = 'interest' AND EXISTS (SELECT 1 FROM interests n WHERE n.id = f.ref_id AND {})) \
+                 OR (f.ref_type = 'message' AND EXISTS (SELECT 1 FROM messages m JOIN dialogs d ON d.id = m.dialog_id \
+                     WHERE m.id = f.ref_id AND {})))",
+                access::owned(actor, "n", "responsible_id"),
+                access::owned(actor, "d", "assignee_id")
+            )
+        };
         let sql = format!(
-            "SELECT {} FROM feed_entries f WHERE f.{col} = $1 {kinds} \
+            "SELECT {} FROM feed_entries f WHERE f.{col} = $1 {kinds} {entry_access} \
              AND ($2 IS NULL OR f.occurred_at < $2 OR (f.occurred_at = $2 AND f.id < $3)) \
              ORDER BY f.occurred_at DESC, f.id DESC LIMIT $4",
             rows::FEED_COLS

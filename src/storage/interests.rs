@@ -257,17 +257,18 @@ impl SqlStore {
             .await?
             .ok_or_else(|| FieldError::new("scenario_id", "not_found", format!("sales scenario {scenario_id} does not exist")))?;
         let stage = rows::stage(&first)?;
-        let own = ownership(
-            &mut tx,
-            actor,
-            input
-                .responsible_id
-                .or(party.responsible_id)
-                .or(actor.user_id()),
-            None,
-            input.shared,
-        )
-        .await?;
+        // Default: the client's manager when the actor may assign to them (a supervisor, an
+        // admin, the manager themselves), else the actor.
+        let own = match (input.responsible_id, party.responsible_id) {
+            (Some(r), _) => ownership(&mut tx, actor, Some(r), None, input.shared).await?,
+            (None, Some(r)) => match ownership(&mut tx, actor, Some(r), None, input.shared).await {
+                Err(StoreError::Forbidden(_)) | Err(StoreError::Invalid(_)) => {
+                    ownership(&mut tx, actor, actor.user_id(), None, input.shared).await?
+                }
+                other => other?,
+            },
+            (None, None) => ownership(&mut tx, actor, actor.user_id(), None, input.shared).await?,
+        };
         let now = tx.now.micros();
         let sql = format!(
             "INSERT INTO interests (title, client_id, contact_id, lead_id, scenario_id, stage_id, status, amount_minor, currency, \

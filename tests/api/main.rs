@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_debug_implementations, dead_code)]
 
 mod acl;
+mod acl_leaks;
 mod auth_flow;
 mod bad_input;
 mod concurrency;

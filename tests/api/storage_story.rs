@@ -209,7 +209,7 @@ async fn storage_story() {
                 contact_id: None,
                 lead_id: Some(lead.id),
                 scenario_id: None,
-                amount_minor: Some(150_000_00),
+                amount_minor: Some(15_000_000),
                 currency: None,
                 source: None,
                 responsible_id: None,

@@ -1,0 +1,156 @@
+//! Access-control regressions: records reached indirectly (through a shared client's Feed, a
+//! caller's number, a default responsible) follow their own access rules.
+
+use kommutator::domain::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn indirect_paths_respect_access() {
+    let app = spawn_app().await;
+    let a = app.department("A").await;
+    let b = app.department("B").await;
+    let m1 = app.user("m1", Role::Manager, Some(a)).await;
+    let m2 = app.user("m2", Role::Manager, Some(a)).await;
+    let ob = app.user("ob", Role::Operator, Some(b)).await;
+
+    let (_, c) = app
+        .post(
+            Some(&m1),
+            "/api/v1/clients",
+            &json!({"kind": "company", "name": "Zircon", "shared": true,
+            "identities": [{"kind": "phone", "value": "+74951112233"}]}),
+        )
+        .await;
+    let c = c["id"].as_i64().unwrap();
+    let (_, i) = app
+        .post(
+            Some(&m1),
+            "/api/v1/interests",
+            &json!({"title": "Secret deal", "client_id": c}),
+        )
+        .await;
+    let (_, d) = app
+        .post(
+            Some(&m1),
+            "/api/v1/dialogs",
+            &json!({"channel": "telegram", "connector_id": "tg", "external_thread_id": "t-1",
+            "client_id": c, "assignee_id": m1.id}),
+        )
+        .await;
+    let d = d["id"].as_i64().unwrap();
+    app.patch(
+        Some(&m1),
+        &format!("/api/v1/dialogs/{d}"),
+        &json!({"shared": false}),
+    )
+    .await;
+    app.post(
+        Some(&m1),
+        &format!("/api/v1/dialogs/{d}/messages"),
+        &json!({"body": "private words"}),
+    )
+    .await;
+    app.post(
+        Some(&m1),
+        "/api/v1/interactions",
+        &json!({"kind": "note", "subject": "shared note", "client_id": c}),
+    )
+    .await;
+
+    // m2 sees the shared client and its note, not the private dialog's text or the Interest.
+    let (status, feed) = app
+        .get(Some(&m2), &format!("/api/v1/clients/{c}/feed"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = feed.to_string();
+    assert!(text.contains("shared note"), "{text}");
+    assert!(
+        !text.contains("private words") && !text.contains("Secret deal"),
+        "{text}"
+    );
+    let (_, own) = app
+        .get(Some(&m1), &format!("/api/v1/clients/{c}/feed"))
+        .await;
+    assert_eq!(
+        own["items"].as_array().unwrap().len(),
+        3,
+        "the owner sees all"
+    );
+    assert_eq!(
+        app.get(Some(&m2), &format!("/api/v1/interests/{}", i["id"]))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // m2 may open an Interest on the shared client: it becomes m2's, not a 403.
+    let (status, mine) = app
+        .post(
+            Some(&m2),
+            "/api/v1/interests",
+            &json!({"title": "My deal", "client_id": c}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    assert_eq!(mine["responsible_id"], m2.id);
+
+    // An operator of B logging a call from m1's number does not learn the client.
+    let unshared = app
+        .post(
+            Some(&m1),
+            "/api/v1/clients",
+            &json!({"kind": "person", "name": "Hidden",
+            "identities": [{"kind": "phone", "value": "+74957778899"}]}),
+        )
+        .await
+        .1;
+    let seq = app.last_seq().await;
+    let (status, call) = app
+        .post(
+            Some(&ob),
+            "/api/v1/calls",
+            &json!({"connector_id": "pbx", "external_id": "p-2", "direction": "inbound",
+            "from_number": "+74957778899", "to_number": "102", "operator_id": ob.id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    assert!(call["client_id"].is_null(), "{call}");
+    assert!(app.last_seq().await > seq);
+    let (_, hidden_feed) = app
+        .get(
+            Some(&m1),
+            &format!("/api/v1/clients/{}/feed", unshared["id"]),
+        )
+        .await;
+    assert!(
+        hidden_feed["items"].as_array().unwrap().is_empty(),
+        "no entry in a client the caller could not see"
+    );
+
+    // ...and may not put someone else on a call.
+    let seq = app.last_seq().await;
+    let other = app
+        .post(
+            Some(&ob),
+            "/api/v1/calls",
+            &json!({"connector_id": "pbx", "external_id": "p-3", "direction": "inbound",
+            "from_number": "+74950000001", "to_number": "102", "operator_id": m2.id}),
+        )
+        .await;
+    assert_error(&other, StatusCode::FORBIDDEN, "forbidden", None);
+    assert_eq!(app.last_seq().await, seq);
+    // A PBX key recognises the caller for everyone.
+    let pbx = app.api_key(&[kommutator::domain::Scope::CallsWrite]).await;
+    let (_, k) = app
+        .post(
+            Some(&pbx),
+            "/api/v1/calls",
+            &json!({"connector_id": "pbx", "external_id": "p-4", "direction": "inbound",
+            "from_number": "8 495 777-88-99", "to_number": "101", "operator_id": m1.id}),
+        )
+        .await;
+    assert_eq!(k["client_id"], unshared["id"]);
+}
