@@ -356,6 +356,13 @@ impl Actor {
 /// `weak_password` or `too_long`.
 pub fn check_password(field: &str, password: &str) -> Result<(), super::FieldError> {
     let n = password.chars().count();
+    if password.trim().is_empty() {
+        return Err(super::FieldError::new(
+            field,
+            "weak_password",
+            "a password cannot be only spaces",
+        ));
+    }
     if n < 10 {
         return Err(super::FieldError::new(
             field,

@@ -59,11 +59,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses JSON with precise errors (see [`ApiJson`]).
+/// Parses a JSON request body with precise errors (see [`ApiJson`]): first the syntax,
+/// then the shape, so a wrong type is never reported as malformed JSON and vice versa.
 ///
 /// # Errors
-/// 400 `malformed_json` for syntax, 422 `unknown_field` / `missing_field` / `invalid_type` /
-/// `invalid_value` for shape, with the field's path.
+/// 400 `malformed_json` for syntax; 422 `invalid_type` when the body is not an object;
+/// 422 `unknown_field` / `missing_field` / `invalid_type` / `invalid_value` for shape, with
+/// the field's path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -71,60 +73,58 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            "the request body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = match serde_path_to_error::deserialize(&mut de) {
-        Ok(v) => v,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(json_error(&path, &inner));
-        }
-    };
-    de.end()
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {}", e)))?;
-    Ok(value)
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        shape_error(&path, &e.into_inner())
+    })
 }
 
-fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"))
-        }
-        Category::Data => {
-            let full = e.to_string();
-            let msg = full.split(" at line ").next().unwrap_or(&full).to_owned();
-            let code = if msg.starts_with("unknown field") {
-                "unknown_field"
-            } else if msg.starts_with("missing field") {
-                "missing_field"
-            } else if msg.starts_with("invalid type") {
-                "invalid_type"
+fn shape_error(path: &str, e: &serde_json::Error) -> ApiError {
+    let full = e.to_string();
+    let msg = full.split(" at line ").next().unwrap_or(&full).to_owned();
+    let (code, msg) = if msg.starts_with("unknown field") {
+        ("unknown_field", msg)
+    } else if msg.starts_with("missing field") {
+        ("missing_field", msg)
+    } else if msg.starts_with("invalid type") {
+        ("invalid_type", msg)
+    } else if msg.starts_with("expected value") {
+        // serde_json says "expected value" for an enum given a number, null or an array.
+        (
+            "invalid_type",
+            "invalid type: expected one of the documented values".to_owned(),
+        )
+    } else {
+        ("invalid_value", msg)
+    };
+    let mut field = path.replace('[', ".").replace(']', "");
+    if field == "." || field == "?" {
+        field.clear();
+    }
+    if code == "missing_field" || (code == "unknown_field" && field.is_empty()) {
+        if let Some(name) = msg.split('`').nth(1) {
+            field = if field.is_empty() {
+                name.to_owned()
             } else {
-                "invalid_value"
+                format!("{field}.{name}")
             };
-            let mut field = path.replace('[', ".").replace(']', "");
-            if field == "." || field == "?" {
-                field.clear();
-            }
-            if code == "missing_field" || code == "unknown_field" {
-                if let Some(name) = msg.split('`').nth(1) {
-                    if code == "missing_field" || field.is_empty() {
-                        field = if field.is_empty() {
-                            name.to_owned()
-                        } else {
-                            format!("{field}.{name}")
-                        };
-                    }
-                }
-            }
-            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
-            if !field.is_empty() {
-                err = err.field(field);
-            }
-            err
         }
     }
+    let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
+    if !field.is_empty() {
+        err = err.field(field);
+    }
+    err
 }
 
 /// Query parameters, parsed strictly.
@@ -160,8 +160,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ApiError::bad_request("invalid_path", "the path needs one id"))?;
+        let digits =
+            !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
         match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(IdPath(id)),
+            Ok(id) if digits && id > 0 => Ok(IdPath(id)),
             _ => Err(ApiError::bad_request(
                 "invalid_path",
                 format!(
@@ -367,6 +369,9 @@ mod tests {
         );
         let e = err("{\"name\": 5}");
         assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("name")));
+        let e = parse_json::<crate::domain::NewClient>(b"{\"kind\": 5, \"name\": \"x\"}")
+            .expect_err("enum");
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("kind")));
         let e = err("{}");
         assert_eq!(
             (e.code, e.field.as_deref()),
@@ -377,8 +382,23 @@ mod tests {
             (e.code, e.field.as_deref()),
             ("invalid_type", Some("items.0.n"))
         );
-        for bad in ["{", "", "  ", "[1,", "{\"name\": \"a\"} trailing", "\u{0}"] {
+        for bad in [
+            "{",
+            "",
+            "  ",
+            "[1,",
+            "{\"name\": \"a\"} trailing",
+            "\u{0}",
+            "{\"name\": }",
+        ] {
             assert_eq!(err(bad).code, "malformed_json", "{bad:?}");
+        }
+        for not_object in ["[\"a\"]", "5", "null", "\"x\""] {
+            assert_eq!(
+                (err(not_object).status, err(not_object).code),
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type"),
+                "{not_object}"
+            );
         }
         let deep = "[".repeat(10_000);
         assert_eq!(err(&deep).status, StatusCode::BAD_REQUEST);

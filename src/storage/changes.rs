@@ -2,8 +2,6 @@
 //! commit order. It is both the audit trail (who, when, what) and the stream that consoles
 //! resume from.
 
-use sqlx::{Any, Transaction};
-
 use super::rows;
 use super::{SqlStore, StoreResult};
 use crate::domain::{ChangeEntry, Id, Timestamp};
@@ -79,7 +77,7 @@ impl Change {
 }
 
 pub(crate) async fn append(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut sqlx::AnyConnection,
     c: &Change,
     at: Timestamp,
     actor_user_id: Option<Id>,
@@ -102,7 +100,7 @@ pub(crate) async fn append(
     .bind(c.interest_id)
     .bind(c.dialog_id)
     .bind(c.department_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(conn)
     .await?;
     Ok(seq)
 }

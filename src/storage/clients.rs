@@ -52,7 +52,7 @@ impl SqlStore {
             .bind(owner.contact_id)
             .bind(owner.lead_id)
             .bind(tx.now.micros())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await
             .map_err(conflict_on(
                 field,
@@ -72,13 +72,13 @@ impl SqlStore {
     async fn write_search_terms(tx: &mut WriteTx, client_id: Id, name: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM client_search_terms WHERE client_id = $1")
             .bind(client_id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         for term in search_terms(name) {
             sqlx::query("INSERT INTO client_search_terms (term, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(term)
                 .bind(client_id)
-                .execute(&mut *tx.tx)
+                .execute(tx.conn())
                 .await?;
         }
         Ok(())
@@ -110,7 +110,7 @@ impl SqlStore {
             .bind(i64::from(own.shared))
             .bind(from_lead)
             .bind(now)
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let client = rows::client(&row)?;
         Self::write_search_terms(tx, client.id, name).await?;
@@ -297,7 +297,7 @@ impl SqlStore {
         .bind(i64::from(c.shared))
         .bind(c.updated_at.micros())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         if renamed {
             Self::write_search_terms(&mut tx, id, &c.name).await?;
@@ -330,7 +330,7 @@ impl SqlStore {
                 self.rules.normalize("email", IdentityKind::Email, e)?,
             ))
         } else if let Some((k, v)) = &q.messenger {
-            Some((*k, self.rules.normalize("messenger", *k, v)?))
+            Some((*k, self.rules.normalize("messenger_id", *k, v)?))
         } else {
             None
         };
@@ -453,7 +453,7 @@ impl SqlStore {
             .bind(position)
             .bind(notes)
             .bind(tx.now.micros())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let contact = rows::contact(&row)?;
         tx.log(Change::new("contact", contact.id, "create", &contact).party(Some(client_id), None));
@@ -519,7 +519,7 @@ impl SqlStore {
             .bind(&c.notes)
             .bind(c.updated_at.micros())
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(Change::new("contact", id, "update", &c).party(Some(c.client_id), None));
         tx.commit().await?;
@@ -551,7 +551,7 @@ impl SqlStore {
                 let client_id: Option<i64> =
                     sqlx::query_scalar("SELECT client_id FROM contacts WHERE id = $1")
                         .bind(ct)
-                        .fetch_optional(&mut *tx.tx)
+                        .fetch_optional(tx.conn())
                         .await?;
                 let client_id = client_id.ok_or_else(|| {
                     StoreError::Invalid(FieldError::new(
@@ -625,18 +625,18 @@ impl SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?
             .ok_or(StoreError::NotFound { entity: "identity" })?;
         let ident = rows::identity(&row)?;
         // Dialogs keep their history; they just lose the link to the identity.
         sqlx::query("UPDATE dialogs SET identity_id = NULL WHERE identity_id = $1")
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("DELETE FROM identities WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(Change::new("identity", id, "delete", &ident).party(ident.client_id, ident.lead_id));
         tx.commit().await?;
@@ -703,7 +703,7 @@ impl SqlStore {
             .bind(own.department_id)
             .bind(i64::from(own.shared))
             .bind(now)
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let lead = rows::lead(&row)?;
         tx.log(
@@ -852,7 +852,7 @@ impl SqlStore {
         .bind(i64::from(l.shared))
         .bind(l.updated_at.micros())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         tx.log(
             Change::new("lead", id, "update", &l)
@@ -909,7 +909,7 @@ impl SqlStore {
                      ORDER BY updated_at DESC, id DESC LIMIT 1",
                 )
                 .bind(id)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn())
                 .await?
                 .flatten();
                 let responsible = handler.or(lead.responsible_id).or(actor.user_id());
@@ -958,7 +958,7 @@ impl SqlStore {
                 .bind(client.id)
                 .bind(&lead.name)
                 .bind(tx.now.micros())
-                .fetch_one(&mut *tx.tx)
+                .fetch_one(tx.conn())
                 .await?;
             let c = rows::contact(&row)?;
             tx.log(Change::new("contact", c.id, "create", &c).party(Some(client.id), None));
@@ -983,7 +983,7 @@ impl SqlStore {
                 .bind(client.id)
                 .bind(contact_id)
                 .bind(id)
-                .execute(&mut *tx.tx)
+                .execute(tx.conn())
                 .await?
                 .rows_affected();
             moved.insert(table.to_owned(), json!(n));
@@ -996,7 +996,7 @@ impl SqlStore {
             .bind(client.id)
             .bind(tx.now.micros())
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(
             Change::new(

@@ -71,7 +71,9 @@ impl Cursor {
         let id = arr[1].as_i64().ok_or_else(bad)?;
         let key = match &arr[0] {
             serde_json::Value::Number(n) => CursorKey::Int(n.as_i64().ok_or_else(bad)?),
-            serde_json::Value::String(s) => CursorKey::Text(s.clone()),
+            serde_json::Value::String(s) if !s.chars().any(char::is_control) && s.len() <= 1024 => {
+                CursorKey::Text(s.clone())
+            }
             _ => return Err(bad()),
         };
         Ok(Self { key, id })

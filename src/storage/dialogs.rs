@@ -84,7 +84,7 @@ impl SqlStore {
             );
             let row = sqlx::query(&sql)
                 .bind(iid)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn())
                 .await?
                 .ok_or_else(|| {
                     FieldError::new(
@@ -97,6 +97,28 @@ impl SqlStore {
             client_id = client_id.or(ident.client_id);
             contact_id = contact_id.or(ident.contact_id);
             lead_id = lead_id.or(ident.lead_id);
+        }
+        if let (None, Some(ct)) = (client_id, contact_id) {
+            if lead_id.is_some() {
+                return Err(FieldError::new(
+                    "contact_id",
+                    "conflicting_party",
+                    "a lead has no contacts",
+                )
+                .into());
+            }
+            let owner: Option<i64> =
+                sqlx::query_scalar("SELECT client_id FROM contacts WHERE id = $1")
+                    .bind(ct)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            client_id = Some(owner.ok_or_else(|| {
+                FieldError::new(
+                    "contact_id",
+                    "not_found",
+                    format!("contact {ct} does not exist"),
+                )
+            })?);
         }
         if let Some(c) = client_id {
             visible_client(&mut tx, actor, "client_id", c).await?;
@@ -116,7 +138,20 @@ impl SqlStore {
             .into());
         }
         if let Some(i) = input.interest_id {
-            visible_interest(&mut tx, actor, "interest_id", i).await?;
+            let n = visible_interest(&mut tx, actor, "interest_id", i).await?;
+            if (client_id.is_some() || lead_id.is_some())
+                && (n.client_id != client_id || n.lead_id != lead_id)
+            {
+                return Err(FieldError::new(
+                    "interest_id",
+                    "wrong_party",
+                    "the Interest belongs to another client or lead",
+                )
+                .into());
+            }
+            if client_id.is_none() && lead_id.is_none() {
+                (client_id, lead_id) = (n.client_id, n.lead_id);
+            }
         }
         let mut department_id = input.department_id;
         if let Some(d) = department_id {
@@ -155,7 +190,7 @@ impl SqlStore {
             .bind(department_id)
             .bind(subject)
             .bind(now)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
             drop(tx);
@@ -205,7 +240,7 @@ impl SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?
             .ok_or(StoreError::NotFound { entity: "dialog" })?;
         rows::dialog(&row)
@@ -329,7 +364,7 @@ impl SqlStore {
         .bind(d.closed_at.map(Timestamp::micros))
         .bind(d.updated_at.micros())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         tx.log(dialog_change(&d, op));
         tx.commit().await?;
@@ -400,7 +435,7 @@ impl SqlStore {
             .bind(actor.user_id())
             .bind(sent_at.micros())
             .bind(now)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
             // A retry or a replay: return what is stored, change nothing.
@@ -411,7 +446,7 @@ impl SqlStore {
             let row = sqlx::query(&sql)
                 .bind(&d.connector_id)
                 .bind(&key)
-                .fetch_one(&mut *tx.tx)
+                .fetch_one(tx.conn())
                 .await?;
             let m = rows::message(&row)?;
             if m.dialog_id != dialog_id {
@@ -437,7 +472,7 @@ impl SqlStore {
             .bind(d.closed_at.map(Timestamp::micros))
             .bind(d.updated_at.micros())
             .bind(dialog_id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         if d.client_id.is_some() || d.lead_id.is_some() {
             let title = match direction {
@@ -538,7 +573,7 @@ impl SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(message_id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?
             .ok_or(StoreError::NotFound { entity: "message" })?;
         let mut m = rows::message(&row)?;
@@ -571,7 +606,7 @@ impl SqlStore {
             .bind(&m.provider_message_id)
             .bind(tx.now.micros())
             .bind(message_id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(Change::new("message", message_id, "delivery", &m).dialog(Some(m.dialog_id)));
         tx.commit().await?;
@@ -604,6 +639,14 @@ impl SqlStore {
         }
         let mut tx = self.write(actor).await?;
         let (mut client_id, mut lead_id) = (input.client_id, input.lead_id);
+        if client_id.is_some() && lead_id.is_some() {
+            return Err(FieldError::new(
+                "lead_id",
+                "conflicting_party",
+                "give either client_id or lead_id, not both",
+            )
+            .into());
+        }
         let mut contact_id = None;
         if let Some(c) = client_id {
             visible_client(&mut tx, actor, "client_id", c).await?;
@@ -624,7 +667,7 @@ impl SqlStore {
             );
             let row = sqlx::query(&sql)
                 .bind(customer)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn())
                 .await?;
             if let Some(r) = row {
                 client_id = rows::opt_id(&r, "client_id")?;
@@ -663,7 +706,7 @@ impl SqlStore {
             .bind(started.micros())
             .bind((status == CallStatus::Answered).then_some(now))
             .bind(now)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
             let sql = format!(
@@ -673,7 +716,7 @@ impl SqlStore {
             let row = sqlx::query(&sql)
                 .bind(&connector)
                 .bind(&ext)
-                .fetch_one(&mut *tx.tx)
+                .fetch_one(tx.conn())
                 .await?;
             return Ok((rows::call(&row)?, false));
         };
@@ -860,7 +903,7 @@ impl SqlStore {
         .bind(k.interest_id)
         .bind(k.updated_at.micros())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         Self::feed_call(&mut tx, &k).await?;
         tx.log(call_change(&k, "update"));

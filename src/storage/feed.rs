@@ -41,7 +41,7 @@ pub(crate) async fn upsert(tx: &mut WriteTx, item: &FeedItem<'_>) -> StoreResult
     .bind(item.occurred_at.micros())
     .bind(title)
     .bind(preview(item.text))
-    .execute(&mut *tx.tx)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }

@@ -188,7 +188,7 @@ impl SqlStore {
         )
         .bind(&name)
         .bind(tx.now.micros())
-        .fetch_one(&mut *tx.tx)
+        .fetch_one(tx.conn())
         .await
         .map_err(conflict_on(
             "name",
@@ -204,7 +204,7 @@ impl SqlStore {
             .bind(pos)
             .bind(&n)
             .bind(s.outcome.as_str())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
             stages.push(Stage {
                 id: sid,
@@ -247,13 +247,13 @@ impl SqlStore {
             Some(s) => s,
             None => {
                 sqlx::query_scalar::<_, i64>("SELECT MIN(id) FROM sales_scenarios")
-                    .fetch_one(&mut *tx.tx)
+                    .fetch_one(tx.conn())
                     .await?
             }
         };
         let first = sqlx::query("SELECT id, position, name, outcome FROM stages WHERE scenario_id = $1 ORDER BY position LIMIT 1")
             .bind(scenario_id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?
             .ok_or_else(|| FieldError::new("scenario_id", "not_found", format!("sales scenario {scenario_id} does not exist")))?;
         let stage = rows::stage(&first)?;
@@ -291,7 +291,7 @@ impl SqlStore {
             .bind(own.department_id)
             .bind(i64::from(own.shared))
             .bind(now)
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let interest = rows::interest(&row)?;
         sqlx::query("INSERT INTO interest_stage_history (interest_id, from_stage_id, to_stage_id, changed_by, changed_at) VALUES ($1, NULL, $2, $3, $4)")
@@ -299,7 +299,7 @@ impl SqlStore {
             .bind(stage.id)
             .bind(actor.user_id())
             .bind(now)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         upsert(
             &mut tx,
@@ -395,7 +395,7 @@ impl SqlStore {
         .bind(n.closed_at.map(Timestamp::micros))
         .bind(n.updated_at.micros())
         .bind(n.id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -445,7 +445,7 @@ impl SqlStore {
             .bind(&n.title)
             .bind(n.contact_id)
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(
             Change::new("interest", id, "update", &n)
@@ -477,7 +477,7 @@ impl SqlStore {
         )
         .bind(stage_id)
         .bind(n.scenario_id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| {
             FieldError::new(
@@ -508,14 +508,14 @@ impl SqlStore {
             .bind(stage.id)
             .bind(actor.user_id())
             .bind(tx.now.micros())
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query(
             "UPDATE feed_entries SET preview = $1 WHERE ref_type = 'interest' AND ref_id = $2",
         )
         .bind(&stage.name)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         tx.log(
             Change::new("interest", id, "stage", serde_json::json!({ "interest": &n, "from_stage_id": from, "to_stage_id": stage.id }))
@@ -622,7 +622,7 @@ impl SqlStore {
             .bind(done_at.map(Timestamp::micros))
             .bind(actor.user_id())
             .bind(now)
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let x = rows::interaction(&row)?;
         Self::feed_interaction(&mut tx, &x).await?;
@@ -746,6 +746,14 @@ impl SqlStore {
         }
         let mut tx = self.write(actor).await?;
         if let Some(s) = patch.status {
+            if s == InteractionStatus::Planned && x.planned_at.is_none() {
+                return Err(FieldError::new(
+                    "planned_at",
+                    "required",
+                    "a planned interaction needs planned_at",
+                )
+                .into());
+            }
             x.status = s;
             if s == InteractionStatus::Done && x.done_at.is_none() {
                 x.done_at = Some(tx.now);
@@ -769,7 +777,7 @@ impl SqlStore {
         .bind(x.responsible_id)
         .bind(x.updated_at.micros())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         Self::feed_interaction(&mut tx, &x).await?;
         tx.log(

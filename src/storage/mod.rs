@@ -521,8 +521,8 @@ impl SqlStore {
         };
         let tx = self.pool.begin().await?;
         Ok(WriteTx {
-            tx,
-            _guard: guard,
+            inner: Some(tx),
+            guard,
             backend: self.backend,
             actor_user_id: actor.user_id(),
             actor_api_key_id: actor.api_key_id(),
@@ -533,9 +533,14 @@ impl SqlStore {
 }
 
 /// A write transaction that collects change-log entries and writes them at commit.
+///
+/// Dropped without [`WriteTx::commit`] (an error, a rejected input), it rolls back on a
+/// spawned task that holds the SQLite writer lock until the rollback is done: sqlx would
+/// otherwise only queue the rollback, and the pooled connection would keep the write lock
+/// while the next writer fails with "database is locked".
 pub(crate) struct WriteTx {
-    pub(crate) tx: Transaction<'static, Any>,
-    _guard: Option<OwnedMutexGuard<()>>,
+    inner: Option<Transaction<'static, Any>>,
+    guard: Option<OwnedMutexGuard<()>>,
     backend: Backend,
     actor_user_id: Option<Id>,
     actor_api_key_id: Option<Id>,
@@ -545,6 +550,13 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
+    /// The transaction's connection.
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        self.inner
+            .as_deref_mut()
+            .expect("the transaction is present until commit or drop")
+    }
+
     /// Records a change to be appended to the change log at commit.
     pub(crate) fn log(&mut self, change: Change) {
         self.changes.push(change);
@@ -555,23 +567,38 @@ impl WriteTx {
         let mut last = None;
         if !self.changes.is_empty() {
             if self.backend == Backend::Postgres {
-                postgres::lock_change_log(&mut self.tx).await?;
+                postgres::lock_change_log(self.conn()).await?;
             }
+            let (now, user, key) = (self.now, self.actor_user_id, self.actor_api_key_id);
             for c in std::mem::take(&mut self.changes) {
-                last = Some(
-                    changes::append(
-                        &mut self.tx,
-                        &c,
-                        self.now,
-                        self.actor_user_id,
-                        self.actor_api_key_id,
-                    )
-                    .await?,
-                );
+                last = Some(changes::append(self.conn(), &c, now, user, key).await?);
             }
         }
-        self.tx.commit().await?;
+        let tx = self
+            .inner
+            .take()
+            .expect("the transaction is present until commit or drop");
+        tx.commit().await?;
         Ok(last)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(tx) = self.inner.take() else { return };
+        let guard = self.guard.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rollback failed");
+                    }
+                    drop(guard);
+                });
+            }
+            // No runtime (process teardown): sqlx rolls back when the connection is reused.
+            Err(_) => drop((tx, guard)),
+        }
     }
 }
 

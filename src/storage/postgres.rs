@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
-use sqlx::{Any, Transaction};
 
 use super::StoreResult;
 
@@ -26,10 +25,10 @@ pub(crate) async fn connect(url: &str) -> StoreResult<AnyPool> {
 
 /// Takes the change-log lock for the rest of the transaction. Sequence numbers allocated
 /// after it are visible in allocation order, because the lock is held until commit.
-pub(crate) async fn lock_change_log(tx: &mut Transaction<'static, Any>) -> StoreResult<()> {
+pub(crate) async fn lock_change_log(conn: &mut sqlx::AnyConnection) -> StoreResult<()> {
     sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
         .bind(CHANGE_LOG_LOCK)
-        .execute(&mut **tx)
+        .execute(conn)
         .await?;
     Ok(())
 }

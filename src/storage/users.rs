@@ -50,7 +50,7 @@ impl SqlStore {
         let row = sqlx::query("INSERT INTO departments (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at")
             .bind(&name)
             .bind(now.micros())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await
             .map_err(conflict_on("name", format!("a department named `{name}` exists")))?;
         let d = rows::department(&row)?;
@@ -98,7 +98,7 @@ impl SqlStore {
             .bind(password_hash)
             .bind(i64::from(input.must_change_password))
             .bind(now)
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await
             .map_err(conflict_on(
                 "login",
@@ -184,12 +184,12 @@ impl SqlStore {
         .bind(u.updated_at.micros())
         .bind(password_hash.as_deref())
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn())
         .await?;
         if !u.active || password_hash.is_some() {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(id)
-                .execute(&mut *tx.tx)
+                .execute(tx.conn())
                 .await?;
         }
         let mut data = serde_json::to_value(&u).unwrap_or_default();
@@ -213,12 +213,12 @@ impl SqlStore {
             .bind(password_hash)
             .bind(tx.now.micros())
             .bind(user_id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(user_id)
             .bind(keep_session)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn())
             .await?;
         tx.log(Change::new(
             "user",
@@ -327,7 +327,7 @@ impl SqlStore {
             .bind(scopes.join(" "))
             .bind(actor.user_id())
             .bind(tx.now.micros())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await?;
         let k = rows::api_key(&row)?;
         tx.log(Change::new("api_key", k.id, "create", &k));
@@ -354,7 +354,7 @@ impl SqlStore {
         let row = sqlx::query(&sql)
             .bind(tx.now.micros())
             .bind(id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(tx.conn())
             .await?
             .ok_or(StoreError::NotFound { entity: "api key" })?;
         let k = rows::api_key(&row)?;
@@ -427,7 +427,7 @@ impl SqlStore {
             .bind(i64::from(input.required))
             .bind(input.position)
             .bind(tx.now.micros())
-            .fetch_one(&mut *tx.tx)
+            .fetch_one(tx.conn())
             .await
             .map_err(conflict_on(
                 "key",
@@ -445,7 +445,7 @@ impl SqlStore {
         let key: Option<String> =
             sqlx::query_scalar("DELETE FROM custom_fields WHERE id = $1 RETURNING key")
                 .bind(id)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn())
                 .await?;
         let key = key.ok_or(StoreError::NotFound {
             entity: "custom field",
@@ -455,7 +455,7 @@ impl SqlStore {
         let affected =
             sqlx::query("SELECT id, custom_fields FROM clients WHERE custom_fields LIKE $1")
                 .bind(format!("%\"{key}\"%"))
-                .fetch_all(&mut *tx.tx)
+                .fetch_all(tx.conn())
                 .await?;
         for r in affected {
             let cid: i64 = r.try_get("id")?;
@@ -467,7 +467,7 @@ impl SqlStore {
                     sqlx::query("UPDATE clients SET custom_fields = $1 WHERE id = $2")
                         .bind(serde_json::Value::Object(map).to_string())
                         .bind(cid)
-                        .execute(&mut *tx.tx)
+                        .execute(tx.conn())
                         .await?;
                 }
             }

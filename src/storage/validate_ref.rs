@@ -17,7 +17,7 @@ fn missing(field: &str, what: &str, id: Id) -> StoreError {
 pub(crate) async fn department_exists(tx: &mut WriteTx, field: &str, id: Id) -> StoreResult<()> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM departments WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?;
     found
         .map(|_| ())
@@ -32,7 +32,7 @@ pub(crate) async fn user_department(
 ) -> StoreResult<Option<Id>> {
     let row = sqlx::query("SELECT department_id FROM users WHERE id = $1 AND active = 1")
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| missing(field, "user", id))?;
     Ok(row.try_get::<Option<i64>, _>("department_id")?)
@@ -51,7 +51,7 @@ pub(crate) async fn visible_client(
     );
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| missing(field, "client", id))?;
     rows::client(&row)
@@ -70,7 +70,7 @@ pub(crate) async fn visible_lead(
     );
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| missing(field, "lead", id))?;
     rows::lead(&row)
@@ -89,7 +89,7 @@ pub(crate) async fn visible_interest(
     );
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| missing(field, "interest", id))?;
     rows::interest(&row)
@@ -108,7 +108,7 @@ pub(crate) async fn contact_of(
     );
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| missing(field, "contact", id))?;
     let c = rows::contact(&row)?;

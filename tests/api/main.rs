@@ -8,5 +8,6 @@ mod auth_flow;
 mod bad_input;
 mod concurrency;
 mod helpers;
+mod input_regressions;
 mod smoke;
 mod storage_story;

@@ -250,6 +250,14 @@ pub async fn audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<ChangeEntry>>, ApiError> {
     a.require(Scope::Admin)?;
+    if q.entity.as_deref().is_some_and(|e| {
+        e.is_empty() || e.len() > 32 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    }) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "entity is a lowercase entity name such as client or user",
+        ));
+    }
     Ok(Json(
         s.store
             .audit(

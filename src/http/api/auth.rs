@@ -100,7 +100,8 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if req.login.len() > 256 || req.password.len() > 1024 {
+    if req.login.len() > 256 || req.password.len() > 1024 || req.login.chars().any(char::is_control)
+    {
         return Err(ApiError::unauthenticated("wrong login or password"));
     }
     if let Err(wait) = s.limiter.check(&req.login, ip) {

@@ -57,12 +57,20 @@ pub async fn search_clients(
     a.require(Scope::ClientsRead)?;
     let messenger = match (q.messenger, q.messenger_id) {
         (Some(k), Some(v)) => {
-            let kind: IdentityKind = k.parse().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "messenger is one of telegram, vk, whatsapp, web_visitor",
-                )
-            })?;
+            let kind = match k.parse::<IdentityKind>() {
+                Ok(
+                    k @ (IdentityKind::Telegram
+                    | IdentityKind::Vk
+                    | IdentityKind::Whatsapp
+                    | IdentityKind::WebVisitor),
+                ) => k,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        "messenger is one of telegram, vk, whatsapp, web_visitor",
+                    ))
+                }
+            };
             Some((kind, v))
         }
         (None, None) => None,
