@@ -145,7 +145,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => {
-            println!("configuration is valid:\n{config:#?}");
+            // A closed pipe (`check-config | head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "configuration is valid:\n{config:#?}");
             Ok(())
         }
         Command::User(UserCommand::Add {

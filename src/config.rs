@@ -120,6 +120,9 @@ pub struct AuthConfig {
     pub max_failures_per_address: usize,
     /// The window, in seconds.
     pub failure_window_secs: u64,
+    /// Take the client address from the last `X-Forwarded-For` entry (set it when a reverse
+    /// proxy you run sits in front of every node; otherwise clients could forge it).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for AuthConfig {
@@ -130,6 +133,7 @@ impl Default for AuthConfig {
             max_failures_per_login: 5,
             max_failures_per_address: 50,
             failure_window_secs: 900,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -167,7 +171,7 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The path.
         path: String,
@@ -225,7 +229,10 @@ impl Config {
             let Some(rest) = name.strip_prefix("KOMMUTATOR_") else {
                 continue;
             };
-            if RESERVED_ENV.contains(&name.as_str()) || rest.starts_with("TEST_") {
+            if RESERVED_ENV.contains(&name.as_str())
+                || rest.starts_with("TEST_")
+                || rest.starts_with("BENCH_")
+            {
                 continue;
             }
             let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
@@ -326,6 +333,7 @@ mod tests {
                 ("KOMMUTATOR_SERVER__LISTEN", "127.0.0.1:9100"),
                 ("KOMMUTATOR_AUTH__SESSION_TTL_HOURS", "2"),
                 ("KOMMUTATOR_TEST_DATABASE_URL", "x"),
+                ("KOMMUTATOR_BENCH_SCALE", "0.1"),
                 ("PATH", "/bin"),
             ]),
         )

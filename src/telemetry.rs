@@ -14,15 +14,24 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init_logs(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr (stdout carries the start-up banner), coloured only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = match cfg.format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
             )
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
 }
 

@@ -207,7 +207,12 @@ impl SqlStore {
         password_hash: &str,
         keep_session: &str,
     ) -> StoreResult<()> {
-        let actor = Actor::System;
+        // The user acts on their own record; the role does not matter for the write itself.
+        let actor = Actor::User {
+            id: user_id,
+            role: Role::Operator,
+            department_id: None,
+        };
         let mut tx = self.write(&actor).await?;
         sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 0, updated_at = $2 WHERE id = $3")
             .bind(password_hash)

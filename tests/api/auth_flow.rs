@@ -333,3 +333,44 @@ async fn api_keys_and_disabled_users() {
         .await;
     assert_error(&selfish, StatusCode::CONFLICT, "conflict", Some("role"));
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
+    let app = spawn_app_with(|c| {
+        c.auth.trust_forwarded_for = true;
+        c.auth.max_failures_per_address = 2;
+        c.auth.max_failures_per_login = 100;
+    })
+    .await;
+    let attempt = |login: &'static str, forwarded: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/api/v1/auth/login", app.base))
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"login": login, "password": "wrong-wrong-1"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        attempt("a1", "198.51.100.7").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt("a2", "198.51.100.7").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt("a3", "198.51.100.7").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "that address is blocked"
+    );
+    assert_eq!(
+        attempt("a3", "203.0.113.9").await,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxy is not"
+    );
+}

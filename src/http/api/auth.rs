@@ -82,6 +82,17 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("kommutator_session=; Path=/; Max-Age=0"))
 }
 
+/// The client address a trusted proxy appended last to `X-Forwarded-For`.
+fn forwarded_for(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()?;
+    last.trim().parse().ok()
+}
+
 async fn verify(hash: Option<String>, password: String) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
         auth::verify_password(hash.as_deref().unwrap_or(auth::dummy_hash()), &password)
@@ -97,9 +108,15 @@ async fn verify(hash: Option<String>, password: String) -> Result<bool, ApiError
               (status = 429, body = ErrorBody, description = "too many failed attempts; see Retry-After")))]
 pub async fn login(
     State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientIp(peer): ClientIp,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let ip = if s.config.auth.trust_forwarded_for {
+        forwarded_for(&headers).or(peer)
+    } else {
+        peer
+    };
     if req.login.len() > 256 || req.password.len() > 1024 || req.login.chars().any(char::is_control)
     {
         return Err(ApiError::unauthenticated("wrong login or password"));
