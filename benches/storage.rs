@@ -497,7 +497,13 @@ const CLIENT_COLS: &[&str] = &[
     "created_at",
     "updated_at",
 ];
-const TERM_COLS: &[&str] = &["term", "client_id"];
+const TERM_COLS: &[&str] = &[
+    "term",
+    "client_id",
+    "responsible_id",
+    "department_id",
+    "shared",
+];
 const LEAD_COLS: &[&str] = &[
     "id",
     "name",
@@ -641,7 +647,7 @@ async fn load(store: &SqlStore, sizes: Sizes, rng: &mut StdRng) -> Result<Datase
             let shared = i64::from(rng.gen_bool(0.2));
             let created = EPOCH + rng.gen_range(0..3 * YEAR_MICROS);
             for term in search_terms(&name) {
-                tvals.extend([V::T(term), V::I(cid)]);
+                tvals.extend([V::T(term), V::I(cid), V::I(resp), V::I(dept), V::I(shared)]);
             }
             if let Some(r) = rare {
                 if ds.rare_words.len() < 5000 && rng.gen_bool(0.02) {

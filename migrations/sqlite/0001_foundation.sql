@@ -78,9 +78,15 @@ CREATE INDEX clients_department ON clients (department_id, name_norm);
 CREATE TABLE client_search_terms (
     term TEXT NOT NULL,
     client_id INTEGER NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    -- Copies of the client's ownership, so a manager's search filters inside the index
+    -- instead of looking up every matching client (kept in step by the store).
+    responsible_id INTEGER,
+    department_id INTEGER,
+    shared INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (term, client_id)
 );
-CREATE INDEX client_search_terms_client ON client_search_terms (client_id);
+CREATE INDEX client_search_terms_visible ON client_search_terms (term, client_id, responsible_id, department_id, shared);
+CREATE INDEX client_search_terms_client ON client_search_terms (client_id, term);
 
 CREATE TABLE contacts (
     id INTEGER PRIMARY KEY,

@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate_ref::*;
 use super::{
-    access, conflict_on, page_limit, page_of, rows, Change, ClientQuery, Cursor, IdentityOwner,
-    ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
+    access, after_cursor, conflict_on, page_limit, page_of, rows, Change, ClientQuery, Cursor,
+    IdentityOwner, ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{
     normalize_name, optional_text, prefix_upper_bound, required_text, search_terms,
@@ -69,17 +69,30 @@ impl SqlStore {
         Ok(ident)
     }
 
-    async fn write_search_terms(tx: &mut WriteTx, client_id: Id, name: &str) -> StoreResult<()> {
+    /// Rewrites a client's search terms, with the copy of its ownership that lets a search
+    /// filter by access inside the term index.
+    async fn write_search_terms(
+        tx: &mut WriteTx,
+        client_id: Id,
+        name: &str,
+        own: Ownership,
+    ) -> StoreResult<()> {
         sqlx::query("DELETE FROM client_search_terms WHERE client_id = $1")
             .bind(client_id)
             .execute(tx.conn())
             .await?;
         for term in search_terms(name) {
-            sqlx::query("INSERT INTO client_search_terms (term, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(term)
-                .bind(client_id)
-                .execute(tx.conn())
-                .await?;
+            sqlx::query(
+                "INSERT INTO client_search_terms (term, client_id, responsible_id, department_id, shared) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(term)
+            .bind(client_id)
+            .bind(own.responsible_id)
+            .bind(own.department_id)
+            .bind(i64::from(own.shared))
+            .execute(tx.conn())
+            .await?;
         }
         Ok(())
     }
@@ -113,7 +126,7 @@ impl SqlStore {
             .fetch_one(tx.conn())
             .await?;
         let client = rows::client(&row)?;
-        Self::write_search_terms(tx, client.id, name).await?;
+        Self::write_search_terms(tx, client.id, name, own).await?;
         tx.log(
             Change::new("client", client.id, "create", &client)
                 .party(Some(client.id), None)
@@ -299,8 +312,21 @@ impl SqlStore {
         .bind(id)
         .execute(tx.conn())
         .await?;
+        let own = Ownership {
+            responsible_id: c.responsible_id,
+            department_id: c.department_id,
+            shared: c.shared,
+        };
         if renamed {
-            Self::write_search_terms(&mut tx, id, &c.name).await?;
+            Self::write_search_terms(&mut tx, id, &c.name, own).await?;
+        } else {
+            sqlx::query("UPDATE client_search_terms SET responsible_id = $1, department_id = $2, shared = $3 WHERE client_id = $4")
+                .bind(own.responsible_id)
+                .bind(own.department_id)
+                .bind(i64::from(own.shared))
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
         }
         tx.log(
             Change::new("client", id, "update", &c)
@@ -365,17 +391,16 @@ impl SqlStore {
                 Some(c) => (Some(c.text_key()?.to_owned()), Some(c.id)),
                 None => (None, None),
             };
+            let (after, n) = after_cursor("c.name_norm, c.id", false, ck.is_some(), 1);
             let sql = format!(
-                "SELECT {} FROM clients c WHERE {vis} AND ($1 IS NULL OR c.name_norm > $1 OR (c.name_norm = $1 AND c.id > $2)) \
-                 ORDER BY c.name_norm, c.id LIMIT $3",
+                "SELECT {} FROM clients c WHERE {vis} {after} ORDER BY c.name_norm, c.id LIMIT ${n}",
                 rows::CLIENT_COLS
             );
-            let rs = sqlx::query(&sql)
-                .bind(ck)
-                .bind(cid)
-                .bind(limit + 1)
-                .fetch_all(&self.pool)
-                .await?;
+            let mut query = sqlx::query(&sql);
+            if let (Some(k), Some(i)) = (ck, cid) {
+                query = query.bind(k).bind(i);
+            }
+            let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
             let mut items = Vec::with_capacity(rs.len());
             for r in &rs {
                 items.push((rows::client(r)?, rows::text(r, "name_norm")?));
@@ -393,22 +418,21 @@ impl SqlStore {
             Some(c) => (Some(c.text_key()?.to_owned()), Some(c.id)),
             None => (None, None),
         };
+        // Access is checked on the term rows' copy of the ownership: inside the index.
+        let vis_terms = access::owned(actor, "t", "responsible_id");
+        let (after, n) = after_cursor("t.term, t.client_id", false, ck.is_some(), 3);
         let sql = format!(
             "SELECT {}, t.term FROM client_search_terms t JOIN clients c ON c.id = t.client_id \
-             WHERE t.term >= $1 AND t.term < $2 AND {vis} \
-             AND ($3 IS NULL OR t.term > $3 OR (t.term = $3 AND t.client_id > $4)) \
+             WHERE t.term >= $1 AND t.term < $2 AND {vis_terms} {after} \
              AND NOT EXISTS (SELECT 1 FROM client_search_terms t2 WHERE t2.client_id = t.client_id AND t2.term >= $1 AND t2.term < t.term) \
-             ORDER BY t.term, t.client_id LIMIT $5",
+             ORDER BY t.term, t.client_id LIMIT ${n}",
             rows::CLIENT_COLS
         );
-        let rs = sqlx::query(&sql)
-            .bind(&prefix)
-            .bind(&upper)
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut query = sqlx::query(&sql).bind(&prefix).bind(&upper);
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let mut items = Vec::with_capacity(rs.len());
         for r in &rs {
             items.push((rows::client(r)?, rows::text(r, "term")?));
@@ -762,20 +786,18 @@ impl SqlStore {
             Some(c) => (Some(c.int_key()?), Some(c.id)),
             None => (None, None),
         };
+        let (after, n) = after_cursor("l.created_at, l.id", true, ck.is_some(), 3);
         let sql = format!(
             "SELECT {} FROM leads l WHERE {} AND ($1 IS NULL OR l.status = $1) AND ($2 IS NULL OR l.responsible_id = $2) \
-             AND ($3 IS NULL OR l.created_at < $3 OR (l.created_at = $3 AND l.id < $4)) ORDER BY l.created_at DESC, l.id DESC LIMIT $5",
+             {after} ORDER BY l.created_at DESC, l.id DESC LIMIT ${n}",
             rows::LEAD_COLS,
             access::owned(actor, "l", "responsible_id")
         );
-        let rs = sqlx::query(&sql)
-            .bind(f.status.as_deref())
-            .bind(f.user_id)
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut query = sqlx::query(&sql).bind(f.status.as_deref()).bind(f.user_id);
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs.iter().map(rows::lead).collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |l| {
             Cursor::int(l.created_at.micros(), l.id)

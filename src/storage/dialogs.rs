@@ -4,8 +4,8 @@
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore, StoreError,
-    StoreResult, WriteTx,
+    access, after_cursor, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore,
+    StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
 use crate::domain::*;
@@ -256,26 +256,30 @@ impl SqlStore {
             Some(c) => (Some(c.int_key()?), Some(c.id)),
             None => (None, None),
         };
+        let (after, n) = after_cursor(
+            "COALESCE(d.last_message_at, d.created_at), d.id",
+            true,
+            ck.is_some(),
+            6,
+        );
         let sql = format!(
             "SELECT {} FROM dialogs d WHERE {} AND ($1 IS NULL OR d.status = $1) AND ($2 IS NULL OR d.assignee_id = $2) \
              AND ($3 IS NULL OR d.department_id = $3) AND ($4 IS NULL OR d.client_id = $4) AND ($5 IS NULL OR d.lead_id = $5) \
-             AND ($6 IS NULL OR COALESCE(d.last_message_at, d.created_at) < $6 \
-                  OR (COALESCE(d.last_message_at, d.created_at) = $6 AND d.id < $7)) \
-             ORDER BY COALESCE(d.last_message_at, d.created_at) DESC, d.id DESC LIMIT $8",
+             {after} \
+             ORDER BY COALESCE(d.last_message_at, d.created_at) DESC, d.id DESC LIMIT ${n}",
             rows::DIALOG_COLS,
             access::owned(actor, "d", "assignee_id")
         );
-        let rs = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(f.status.as_deref())
             .bind(f.user_id)
             .bind(f.department_id)
             .bind(f.client_id)
-            .bind(f.lead_id)
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(f.lead_id);
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs
             .iter()
             .map(rows::dialog)
@@ -801,23 +805,23 @@ impl SqlStore {
             Some(c) => (Some(c.int_key()?), Some(c.id)),
             None => (None, None),
         };
+        let (after, n) = after_cursor("k.started_at, k.id", true, ck.is_some(), 5);
         let sql = format!(
             "SELECT {} FROM calls k WHERE {} AND ($1 IS NULL OR k.client_id = $1) AND ($2 IS NULL OR k.lead_id = $2) \
              AND ($3 IS NULL OR k.operator_id = $3) AND ($4 IS NULL OR k.status = $4) \
-             AND ($5 IS NULL OR k.started_at < $5 OR (k.started_at = $5 AND k.id < $6)) ORDER BY k.started_at DESC, k.id DESC LIMIT $7",
+             {after} ORDER BY k.started_at DESC, k.id DESC LIMIT ${n}",
             rows::CALL_COLS,
             access::call_visible(actor, "k")
         );
-        let rs = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(f.client_id)
             .bind(f.lead_id)
             .bind(f.user_id)
-            .bind(f.status.as_deref())
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(f.status.as_deref());
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs.iter().map(rows::call).collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |k| {
             Cursor::int(k.started_at.micros(), k.id)

@@ -1,8 +1,8 @@
 //! Feed entries: written with the item they show, read by target, newest first.
 
 use super::{
-    access, page_limit, page_of, rows, Cursor, FeedQuery, FeedTarget, SqlStore, StoreError,
-    StoreResult, WriteTx,
+    access, after_cursor, page_limit, page_of, rows, Cursor, FeedQuery, FeedTarget, SqlStore,
+    StoreError, StoreResult, WriteTx,
 };
 use crate::domain::*;
 
@@ -122,19 +122,17 @@ impl SqlStore {
                 access::owned(actor, "d", "assignee_id")
             )
         };
+        let (after, n) = after_cursor("f.occurred_at, f.id", true, ck.is_some(), 2);
         let sql = format!(
-            "SELECT {} FROM feed_entries f WHERE f.{col} = $1 {kinds} {entry_access} \
-             AND ($2 IS NULL OR f.occurred_at < $2 OR (f.occurred_at = $2 AND f.id < $3)) \
-             ORDER BY f.occurred_at DESC, f.id DESC LIMIT $4",
+            "SELECT {} FROM feed_entries f WHERE f.{col} = $1 {kinds} {entry_access} {after} \
+             ORDER BY f.occurred_at DESC, f.id DESC LIMIT ${n}",
             rows::FEED_COLS
         );
-        let rs = sqlx::query(&sql)
-            .bind(target_id)
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut query = sqlx::query(&sql).bind(target_id);
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs
             .iter()
             .map(rows::feed_entry)

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, conflict_on, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore,
-    StoreError, StoreResult, WriteTx,
+    access, after_cursor, conflict_on, page_limit, page_of, rows, Change, Cursor, ListFilter,
+    SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
 use crate::domain::*;
@@ -351,24 +351,24 @@ impl SqlStore {
             Some(c) => (Some(c.int_key()?), Some(c.id)),
             None => (None, None),
         };
+        let (after, n) = after_cursor("n.created_at, n.id", true, ck.is_some(), 5);
         let sql = format!(
             "SELECT {} FROM interests n WHERE {} AND ($1 IS NULL OR n.client_id = $1) AND ($2 IS NULL OR n.lead_id = $2) \
              AND ($3 IS NULL OR n.status = $3) AND ($4 IS NULL OR n.responsible_id = $4) \
-             AND ($5 IS NULL OR n.created_at < $5 OR (n.created_at = $5 AND n.id < $6)) \
-             ORDER BY n.created_at DESC, n.id DESC LIMIT $7",
+             {after} \
+             ORDER BY n.created_at DESC, n.id DESC LIMIT ${n}",
             rows::INTEREST_COLS,
             access::owned(actor, "n", "responsible_id")
         );
-        let rs = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(f.client_id)
             .bind(f.lead_id)
             .bind(f.status.as_deref())
-            .bind(f.user_id)
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(f.user_id);
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs
             .iter()
             .map(rows::interest)
@@ -692,25 +692,25 @@ impl SqlStore {
             Some(c) => (Some(c.int_key()?), Some(c.id)),
             None => (None, None),
         };
+        let (after, n) = after_cursor("x.created_at, x.id", true, ck.is_some(), 6);
         let sql = format!(
             "SELECT {} FROM interactions x WHERE {} AND ($1 IS NULL OR x.client_id = $1) AND ($2 IS NULL OR x.lead_id = $2) \
              AND ($3 IS NULL OR x.interest_id = $3) AND ($4 IS NULL OR x.responsible_id = $4) AND ($5 IS NULL OR x.status = $5) \
-             AND ($6 IS NULL OR x.created_at < $6 OR (x.created_at = $6 AND x.id < $7)) \
-             ORDER BY x.created_at DESC, x.id DESC LIMIT $8",
+             {after} \
+             ORDER BY x.created_at DESC, x.id DESC LIMIT ${n}",
             rows::INTERACTION_COLS,
             access::interaction_visible(actor, "x")
         );
-        let rs = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(f.client_id)
             .bind(f.lead_id)
             .bind(f.interest_id)
             .bind(f.user_id)
-            .bind(f.status.as_deref())
-            .bind(ck)
-            .bind(cid)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(f.status.as_deref());
+        if let (Some(k), Some(i)) = (ck, cid) {
+            query = query.bind(k).bind(i);
+        }
+        let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
         let items = rs
             .iter()
             .map(rows::interaction)

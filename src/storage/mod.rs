@@ -617,6 +617,27 @@ pub(crate) fn conflict_on(
     }
 }
 
+/// The keyset condition for the page after a cursor, `AND (cols) > ($n, $n+1)` (`<` for a
+/// descending order), or nothing on the first page; with the next free placeholder number.
+/// A row-value comparison lets SQLite and PostgreSQL seek straight to the cursor in the
+/// index, where `$n IS NULL OR ...` would make them scan from the start.
+pub(crate) fn after_cursor(
+    cols: &str,
+    descending: bool,
+    has_cursor: bool,
+    first: usize,
+) -> (String, usize) {
+    if has_cursor {
+        let op = if descending { "<" } else { ">" };
+        (
+            format!("AND ({cols}) {op} (${first}, ${})", first + 1),
+            first + 2,
+        )
+    } else {
+        (String::new(), first)
+    }
+}
+
 /// Clamps a requested page size.
 pub(crate) fn page_limit(limit: i64) -> i64 {
     limit.clamp(1, 200)

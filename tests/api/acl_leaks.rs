@@ -154,3 +154,61 @@ async fn indirect_paths_respect_access() {
         .await;
     assert_eq!(k["client_id"], unshared["id"]);
 }
+
+/// Name search checks access on its own copy of the ownership: it must follow every change.
+#[tokio::test]
+async fn search_follows_sharing_and_reassignment() {
+    let app = spawn_app().await;
+    let a = app.department("A").await;
+    let m1 = app.user("m1", Role::Manager, Some(a)).await;
+    let m2 = app.user("m2", Role::Manager, Some(a)).await;
+    let (_, c) = app
+        .post(
+            Some(&m1),
+            "/api/v1/clients",
+            &json!({"kind": "company", "name": "ООО Кварц"}),
+        )
+        .await;
+    let c = c["id"].as_i64().unwrap();
+    let finds = |who: &Principal, q: &str| {
+        let (app, who, q) = (&app, who.clone(), q.to_owned());
+        async move {
+            let (status, page) = app.get(Some(&who), &format!("/api/v1/clients?q={q}")).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["id"] == c)
+        }
+    };
+    assert!(finds(&m1, "кварц").await && !finds(&m2, "кварц").await);
+    app.patch(
+        Some(&m1),
+        &format!("/api/v1/clients/{c}"),
+        &json!({"shared": true}),
+    )
+    .await;
+    assert!(finds(&m2, "кварц").await, "shared with the department");
+    app.patch(
+        Some(&app.admin),
+        &format!("/api/v1/clients/{c}"),
+        &json!({"responsible_id": m2.id, "shared": false}),
+    )
+    .await;
+    assert!(
+        finds(&m2, "кварц").await && !finds(&m1, "кварц").await,
+        "reassigned and unshared"
+    );
+    app.patch(
+        Some(&m2),
+        &format!("/api/v1/clients/{c}"),
+        &json!({"name": "ООО Гранит"}),
+    )
+    .await;
+    assert!(
+        finds(&m2, "гранит").await && !finds(&m2, "кварц").await && !finds(&m1, "гранит").await,
+        "renamed"
+    );
+    assert!(finds(&app.admin, "гран").await);
+}
