@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, conflict_on, page_limit, page_of, rows, Change, ClientQuery, Cursor,
-    IdentityOwner, ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
+    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, Change, ClientQuery,
+    Cursor, IdentityOwner, ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{
     normalize_name, optional_text, prefix_upper_bound, required_text, search_terms,
@@ -204,17 +204,7 @@ impl SqlStore {
     }
 
     async fn client_row(&self, actor: &Actor, id: Id) -> StoreResult<Client> {
-        let sql = format!(
-            "SELECT {} FROM clients c WHERE c.id = $1 AND {}",
-            rows::CLIENT_COLS,
-            access::owned(actor, "c", "responsible_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "client" })?;
-        rows::client(&row)
+        by_id::CLIENT.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn get_client_impl(&self, actor: &Actor, id: Id) -> StoreResult<ClientCard> {
@@ -387,17 +377,14 @@ impl SqlStore {
             .to_owned();
         if prefix.is_empty() {
             // No query: everything visible, by name.
-            let (ck, cid) = match &q.cursor {
-                Some(c) => (Some(c.text_key()?.to_owned()), Some(c.id)),
-                None => (None, None),
-            };
-            let (after, n) = after_cursor("c.name_norm, c.id", false, ck.is_some(), 1);
+            let position = Cursor::text_position(q.cursor.as_ref())?;
+            let (after, n) = after_cursor("c.name_norm, c.id", false, position.is_some(), 1);
             let sql = format!(
                 "SELECT {} FROM clients c WHERE {vis} {after} ORDER BY c.name_norm, c.id LIMIT ${n}",
                 rows::CLIENT_COLS
             );
             let mut query = sqlx::query(&sql);
-            if let (Some(k), Some(i)) = (ck, cid) {
+            if let Some((k, i)) = position {
                 query = query.bind(k).bind(i);
             }
             let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
@@ -414,13 +401,10 @@ impl SqlStore {
         // Word-prefix search: walk the term index in order; each client is listed once, at its
         // first matching word.
         let upper = prefix_upper_bound(&prefix).unwrap_or_else(|| format!("{prefix}\u{10FFFF}"));
-        let (ck, cid) = match &q.cursor {
-            Some(c) => (Some(c.text_key()?.to_owned()), Some(c.id)),
-            None => (None, None),
-        };
+        let position = Cursor::text_position(q.cursor.as_ref())?;
         // Access is checked on the term rows' copy of the ownership: inside the index.
         let vis_terms = access::owned(actor, "t", "responsible_id");
-        let (after, n) = after_cursor("t.term, t.client_id", false, ck.is_some(), 3);
+        let (after, n) = after_cursor("t.term, t.client_id", false, position.is_some(), 3);
         let sql = format!(
             "SELECT {}, t.term FROM client_search_terms t JOIN clients c ON c.id = t.client_id \
              WHERE t.term >= $1 AND t.term < $2 AND {vis_terms} {after} \
@@ -429,7 +413,7 @@ impl SqlStore {
             rows::CLIENT_COLS
         );
         let mut query = sqlx::query(&sql).bind(&prefix).bind(&upper);
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
@@ -501,17 +485,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_contact_impl(&self, actor: &Actor, id: Id) -> StoreResult<Contact> {
-        let sql = format!(
-            "SELECT {} FROM contacts ct WHERE ct.id = $1 AND {}",
-            rows::CONTACT_COLS,
-            access::client_visible(actor, "ct.client_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "contact" })?;
-        rows::contact(&row)
+        by_id::CONTACT.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn update_contact_impl(
@@ -763,17 +737,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_lead_impl(&self, actor: &Actor, id: Id) -> StoreResult<Lead> {
-        let sql = format!(
-            "SELECT {} FROM leads l WHERE l.id = $1 AND {}",
-            rows::LEAD_COLS,
-            access::owned(actor, "l", "responsible_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "lead" })?;
-        rows::lead(&row)
+        by_id::LEAD.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn list_leads_impl(
@@ -782,11 +746,8 @@ impl SqlStore {
         f: &ListFilter,
     ) -> StoreResult<Page<Lead>> {
         let limit = page_limit(f.limit);
-        let (ck, cid) = match &f.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
-        let (after, n) = after_cursor("l.created_at, l.id", true, ck.is_some(), 3);
+        let position = Cursor::int_position(f.cursor.as_ref())?;
+        let (after, n) = after_cursor("l.created_at, l.id", true, position.is_some(), 3);
         let sql = format!(
             "SELECT {} FROM leads l WHERE {} AND ($1 IS NULL OR l.status = $1) AND ($2 IS NULL OR l.responsible_id = $2) \
              {after} ORDER BY l.created_at DESC, l.id DESC LIMIT ${n}",
@@ -794,7 +755,7 @@ impl SqlStore {
             access::owned(actor, "l", "responsible_id")
         );
         let mut query = sqlx::query(&sql).bind(f.status.as_deref()).bind(f.user_id);
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;

@@ -79,6 +79,24 @@ impl Cursor {
         Ok(Self { key, id })
     }
 
+    /// The `(integer key, id)` position of an optional cursor, for [`super::after_cursor`].
+    ///
+    /// # Errors
+    /// `invalid_cursor` for a cursor of another listing.
+    pub fn int_position(cursor: Option<&Cursor>) -> Result<Option<(i64, i64)>, StoreError> {
+        cursor.map(|c| Ok((c.int_key()?, c.id))).transpose()
+    }
+
+    /// The `(text key, id)` position of an optional cursor, for [`super::after_cursor`].
+    ///
+    /// # Errors
+    /// `invalid_cursor` for a cursor of another listing.
+    pub fn text_position(cursor: Option<&Cursor>) -> Result<Option<(String, i64)>, StoreError> {
+        cursor
+            .map(|c| Ok((c.text_key()?.to_owned(), c.id)))
+            .transpose()
+    }
+
     /// The integer key, or an error for a cursor of another listing.
     ///
     /// # Errors

@@ -4,7 +4,7 @@
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore,
+    access, after_cursor, by_id, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore,
     StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
@@ -219,31 +219,11 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_dialog_impl(&self, actor: &Actor, id: Id) -> StoreResult<Dialog> {
-        let sql = format!(
-            "SELECT {} FROM dialogs d WHERE d.id = $1 AND {}",
-            rows::DIALOG_COLS,
-            access::owned(actor, "d", "assignee_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "dialog" })?;
-        rows::dialog(&row)
+        by_id::DIALOG.fetch(&self.pool, actor, id).await
     }
 
     async fn dialog_in_tx(tx: &mut WriteTx, actor: &Actor, id: Id) -> StoreResult<Dialog> {
-        let sql = format!(
-            "SELECT {} FROM dialogs d WHERE d.id = $1 AND {}",
-            rows::DIALOG_COLS,
-            access::owned(actor, "d", "assignee_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or(StoreError::NotFound { entity: "dialog" })?;
-        rows::dialog(&row)
+        by_id::DIALOG.fetch(tx.conn(), actor, id).await
     }
 
     pub(crate) async fn list_dialogs_impl(
@@ -252,14 +232,11 @@ impl SqlStore {
         f: &ListFilter,
     ) -> StoreResult<Page<Dialog>> {
         let limit = page_limit(f.limit);
-        let (ck, cid) = match &f.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
+        let position = Cursor::int_position(f.cursor.as_ref())?;
         let (after, n) = after_cursor(
             "COALESCE(d.last_message_at, d.created_at), d.id",
             true,
-            ck.is_some(),
+            position.is_some(),
             6,
         );
         let sql = format!(
@@ -276,7 +253,7 @@ impl SqlStore {
             .bind(f.department_id)
             .bind(f.client_id)
             .bind(f.lead_id);
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
@@ -782,17 +759,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_call_impl(&self, actor: &Actor, id: Id) -> StoreResult<Call> {
-        let sql = format!(
-            "SELECT {} FROM calls k WHERE k.id = $1 AND {}",
-            rows::CALL_COLS,
-            access::call_visible(actor, "k")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "call" })?;
-        rows::call(&row)
+        by_id::CALL.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn list_calls_impl(
@@ -801,11 +768,8 @@ impl SqlStore {
         f: &ListFilter,
     ) -> StoreResult<Page<Call>> {
         let limit = page_limit(f.limit);
-        let (ck, cid) = match &f.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
-        let (after, n) = after_cursor("k.started_at, k.id", true, ck.is_some(), 5);
+        let position = Cursor::int_position(f.cursor.as_ref())?;
+        let (after, n) = after_cursor("k.started_at, k.id", true, position.is_some(), 5);
         let sql = format!(
             "SELECT {} FROM calls k WHERE {} AND ($1 IS NULL OR k.client_id = $1) AND ($2 IS NULL OR k.lead_id = $2) \
              AND ($3 IS NULL OR k.operator_id = $3) AND ($4 IS NULL OR k.status = $4) \
@@ -818,7 +782,7 @@ impl SqlStore {
             .bind(f.lead_id)
             .bind(f.user_id)
             .bind(f.status.as_deref());
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;

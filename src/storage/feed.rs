@@ -93,10 +93,7 @@ impl SqlStore {
             | FeedTarget::Interest(i) => i,
         };
         let limit = page_limit(q.limit);
-        let (ck, cid) = match &q.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
+        let position = Cursor::int_position(q.cursor.as_ref())?;
         let kinds = if q.kinds.is_empty() {
             String::new()
         } else {
@@ -122,14 +119,14 @@ impl SqlStore {
                 access::owned(actor, "d", "assignee_id")
             )
         };
-        let (after, n) = after_cursor("f.occurred_at, f.id", true, ck.is_some(), 2);
+        let (after, n) = after_cursor("f.occurred_at, f.id", true, position.is_some(), 2);
         let sql = format!(
             "SELECT {} FROM feed_entries f WHERE f.{col} = $1 {kinds} {entry_access} {after} \
              ORDER BY f.occurred_at DESC, f.id DESC LIMIT ${n}",
             rows::FEED_COLS
         );
         let mut query = sqlx::query(&sql).bind(target_id);
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;

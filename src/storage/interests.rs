@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, conflict_on, page_limit, page_of, rows, Change, Cursor, ListFilter,
-    SqlStore, StoreError, StoreResult, WriteTx,
+    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, Change, Cursor,
+    ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
 use crate::domain::*;
@@ -328,17 +328,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_interest_impl(&self, actor: &Actor, id: Id) -> StoreResult<Interest> {
-        let sql = format!(
-            "SELECT {} FROM interests n WHERE n.id = $1 AND {}",
-            rows::INTEREST_COLS,
-            access::owned(actor, "n", "responsible_id")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "interest" })?;
-        rows::interest(&row)
+        by_id::INTEREST.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn list_interests_impl(
@@ -347,11 +337,8 @@ impl SqlStore {
         f: &ListFilter,
     ) -> StoreResult<Page<Interest>> {
         let limit = page_limit(f.limit);
-        let (ck, cid) = match &f.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
-        let (after, n) = after_cursor("n.created_at, n.id", true, ck.is_some(), 5);
+        let position = Cursor::int_position(f.cursor.as_ref())?;
+        let (after, n) = after_cursor("n.created_at, n.id", true, position.is_some(), 5);
         let sql = format!(
             "SELECT {} FROM interests n WHERE {} AND ($1 IS NULL OR n.client_id = $1) AND ($2 IS NULL OR n.lead_id = $2) \
              AND ($3 IS NULL OR n.status = $3) AND ($4 IS NULL OR n.responsible_id = $4) \
@@ -365,7 +352,7 @@ impl SqlStore {
             .bind(f.lead_id)
             .bind(f.status.as_deref())
             .bind(f.user_id);
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;
@@ -667,19 +654,7 @@ impl SqlStore {
         actor: &Actor,
         id: Id,
     ) -> StoreResult<Interaction> {
-        let sql = format!(
-            "SELECT {} FROM interactions x WHERE x.id = $1 AND {}",
-            rows::INTERACTION_COLS,
-            access::interaction_visible(actor, "x")
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound {
-                entity: "interaction",
-            })?;
-        rows::interaction(&row)
+        by_id::INTERACTION.fetch(&self.pool, actor, id).await
     }
 
     pub(crate) async fn list_interactions_impl(
@@ -688,11 +663,8 @@ impl SqlStore {
         f: &ListFilter,
     ) -> StoreResult<Page<Interaction>> {
         let limit = page_limit(f.limit);
-        let (ck, cid) = match &f.cursor {
-            Some(c) => (Some(c.int_key()?), Some(c.id)),
-            None => (None, None),
-        };
-        let (after, n) = after_cursor("x.created_at, x.id", true, ck.is_some(), 6);
+        let position = Cursor::int_position(f.cursor.as_ref())?;
+        let (after, n) = after_cursor("x.created_at, x.id", true, position.is_some(), 6);
         let sql = format!(
             "SELECT {} FROM interactions x WHERE {} AND ($1 IS NULL OR x.client_id = $1) AND ($2 IS NULL OR x.lead_id = $2) \
              AND ($3 IS NULL OR x.interest_id = $3) AND ($4 IS NULL OR x.responsible_id = $4) AND ($5 IS NULL OR x.status = $5) \
@@ -707,7 +679,7 @@ impl SqlStore {
             .bind(f.interest_id)
             .bind(f.user_id)
             .bind(f.status.as_deref());
-        if let (Some(k), Some(i)) = (ck, cid) {
+        if let Some((k, i)) = position {
             query = query.bind(k).bind(i);
         }
         let rs = query.bind(limit + 1).fetch_all(&self.pool).await?;

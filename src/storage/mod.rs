@@ -15,6 +15,7 @@
 //! the HTTP handlers: a row the actor may not see is reported as not found.
 
 pub mod access;
+mod by_id;
 mod changes;
 mod clients;
 mod cursor;

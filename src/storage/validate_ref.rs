@@ -3,8 +3,16 @@
 
 use sqlx::Row;
 
-use super::{access, rows, StoreError, StoreResult, WriteTx};
+use super::{access, by_id, rows, StoreError, StoreResult, WriteTx};
 use crate::domain::*;
+
+/// A reference the actor may not see fails like a missing one, on the referring field.
+fn as_missing(e: StoreError, field: &str, what: &str, id: Id) -> StoreError {
+    match e {
+        StoreError::NotFound { .. } => missing(field, what, id),
+        other => other,
+    }
+}
 
 fn missing(field: &str, what: &str, id: Id) -> StoreError {
     StoreError::Invalid(FieldError::new(
@@ -44,17 +52,10 @@ pub(crate) async fn visible_client(
     field: &str,
     id: Id,
 ) -> StoreResult<Client> {
-    let sql = format!(
-        "SELECT {} FROM clients c WHERE c.id = $1 AND {}",
-        rows::CLIENT_COLS,
-        access::owned(actor, "c", "responsible_id")
-    );
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| missing(field, "client", id))?;
-    rows::client(&row)
+    by_id::CLIENT
+        .fetch(tx.conn(), actor, id)
+        .await
+        .map_err(|e| as_missing(e, field, "client", id))
 }
 
 pub(crate) async fn visible_lead(
@@ -63,17 +64,10 @@ pub(crate) async fn visible_lead(
     field: &str,
     id: Id,
 ) -> StoreResult<Lead> {
-    let sql = format!(
-        "SELECT {} FROM leads l WHERE l.id = $1 AND {}",
-        rows::LEAD_COLS,
-        access::owned(actor, "l", "responsible_id")
-    );
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| missing(field, "lead", id))?;
-    rows::lead(&row)
+    by_id::LEAD
+        .fetch(tx.conn(), actor, id)
+        .await
+        .map_err(|e| as_missing(e, field, "lead", id))
 }
 
 pub(crate) async fn visible_interest(
@@ -82,17 +76,10 @@ pub(crate) async fn visible_interest(
     field: &str,
     id: Id,
 ) -> StoreResult<Interest> {
-    let sql = format!(
-        "SELECT {} FROM interests n WHERE n.id = $1 AND {}",
-        rows::INTEREST_COLS,
-        access::owned(actor, "n", "responsible_id")
-    );
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| missing(field, "interest", id))?;
-    rows::interest(&row)
+    by_id::INTEREST
+        .fetch(tx.conn(), actor, id)
+        .await
+        .map_err(|e| as_missing(e, field, "interest", id))
 }
 
 /// A contact that belongs to `client_id`.
