@@ -60,6 +60,17 @@ pub async fn fresh_database_url() -> String {
             format!("{base}/{name}")
         }
         None => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            SAID.get_or_init(|| {
+                // Written past the test harness's capture on purpose: a run that skipped
+                // PostgreSQL says so.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: KOMMUTATOR_TEST_DATABASE_URL is not set: these tests run on SQLite only \
+                     (CI runs them on PostgreSQL too)"
+                );
+            });
             let dir = std::env::temp_dir().join("kommutator-tests");
             std::fs::create_dir_all(&dir).expect("temp dir");
             format!("sqlite://{}", dir.join(format!("{tag}.db")).display())

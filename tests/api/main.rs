@@ -9,5 +9,6 @@ mod bad_input;
 mod concurrency;
 mod helpers;
 mod input_regressions;
+mod leads;
 mod smoke;
 mod storage_story;
