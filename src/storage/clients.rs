@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, Change, ClientQuery,
-    Cursor, IdentityOwner, ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
+    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, unchanged, Change,
+    ClientQuery, Cursor, IdentityOwner, ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{
     normalize_name, optional_text, prefix_upper_bound, required_text, search_terms,
@@ -254,6 +254,7 @@ impl SqlStore {
         let mut c = visible_client(&mut tx, actor, "id", id)
             .await
             .map_err(|_| StoreError::NotFound { entity: "client" })?;
+        let before = c.clone();
         let renamed = match &patch.name {
             Some(n) => {
                 c.name = required_text("name", n, Limits::NAME)?;
@@ -284,6 +285,10 @@ impl SqlStore {
         }
         if let Some(s) = patch.shared {
             c.shared = s;
+        }
+        if unchanged(&before, &c) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         c.updated_at = tx.now;
         sqlx::query(
@@ -500,6 +505,7 @@ impl SqlStore {
             ));
         }
         let mut c = self.get_contact_impl(actor, id).await?;
+        let before = c.clone();
         if let Some(n) = &patch.name {
             c.name = required_text("name", n, Limits::NAME)?;
         }
@@ -510,6 +516,10 @@ impl SqlStore {
             c.notes = optional_text("notes", Some(n), Limits::TEXT)?;
         }
         let mut tx = self.write(actor).await?;
+        if unchanged(&before, &c) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
+        }
         c.updated_at = tx.now;
         sqlx::query("UPDATE contacts SET name = $1, position = $2, notes = $3, updated_at = $4 WHERE id = $5")
             .bind(&c.name)
@@ -780,6 +790,7 @@ impl SqlStore {
         let mut l = visible_lead(&mut tx, actor, "id", id)
             .await
             .map_err(|_| StoreError::NotFound { entity: "lead" })?;
+        let before = l.clone();
         if l.status == LeadStatus::Converted {
             return Err(StoreError::Conflict {
                 field: "status".into(),
@@ -820,6 +831,10 @@ impl SqlStore {
         }
         if let Some(s) = patch.shared {
             l.shared = s;
+        }
+        if unchanged(&before, &l) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         l.updated_at = tx.now;
         sqlx::query(

@@ -4,8 +4,8 @@
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, by_id, page_limit, page_of, rows, Change, Cursor, ListFilter, SqlStore,
-    StoreError, StoreResult, WriteTx,
+    access, after_cursor, by_id, page_limit, page_of, rows, unchanged, Change, Cursor, ListFilter,
+    SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
 use crate::domain::*;
@@ -279,6 +279,7 @@ impl SqlStore {
         }
         let mut tx = self.write(actor).await?;
         let mut d = Self::dialog_in_tx(&mut tx, actor, id).await?;
+        let before = d.clone();
         let mut op = "update";
         if let Some(dep) = patch.department_id {
             department_exists(&mut tx, "department_id", dep).await?;
@@ -331,6 +332,10 @@ impl SqlStore {
                 };
             }
             d.status = s;
+        }
+        if unchanged(&before, &d) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         d.updated_at = tx.now;
         sqlx::query(
@@ -808,6 +813,7 @@ impl SqlStore {
         let extension = optional_text("extension", p.extension.as_deref(), 64)?;
         let recording = optional_text("recording_url", p.recording_url.as_deref(), 2048)?;
         let mut k = self.get_call_impl(actor, id).await?;
+        let before = k.clone();
         let mut tx = self.write(actor).await?;
         if let Some(s) = p.status {
             if k.status.is_final() && s != k.status {
@@ -854,6 +860,10 @@ impl SqlStore {
         if let Some(i) = p.interest_id {
             visible_interest(&mut tx, actor, "interest_id", i).await?;
             k.interest_id = Some(i);
+        }
+        if unchanged(&before, &k) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         k.updated_at = tx.now;
         sqlx::query(

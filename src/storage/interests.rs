@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::feed::{upsert, FeedItem};
 use super::validate_ref::*;
 use super::{
-    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, Change, Cursor,
+    access, after_cursor, by_id, conflict_on, page_limit, page_of, rows, unchanged, Change, Cursor,
     ListFilter, SqlStore, StoreError, StoreResult, WriteTx,
 };
 use crate::domain::validate::{optional_text, required_text};
@@ -402,6 +402,7 @@ impl SqlStore {
         let mut n = visible_interest(&mut tx, actor, "id", id)
             .await
             .map_err(|_| StoreError::NotFound { entity: "interest" })?;
+        let before = n.clone();
         if let Some(t) = &patch.title {
             n.title = required_text("title", t, Limits::NAME)?;
         }
@@ -425,6 +426,10 @@ impl SqlStore {
         }
         if let Some(s) = patch.shared {
             n.shared = s;
+        }
+        if unchanged(&before, &n) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         n.updated_at = tx.now;
         Self::save_interest(&mut tx, &n).await?;
@@ -704,6 +709,7 @@ impl SqlStore {
             ));
         }
         let mut x = self.get_interaction_impl(actor, id).await?;
+        let before = x.clone();
         if let Some(s) = &patch.subject {
             x.subject = required_text("subject", s, Limits::NAME)?;
         }
@@ -735,6 +741,10 @@ impl SqlStore {
             x.responsible_id = ownership(&mut tx, actor, Some(r), None, false)
                 .await?
                 .responsible_id;
+        }
+        if unchanged(&before, &x) {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         x.updated_at = tx.now;
         sqlx::query(

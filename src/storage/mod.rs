@@ -639,6 +639,19 @@ pub(crate) fn after_cursor(
     }
 }
 
+/// Whether an update changes nothing but `updated_at`; such an update writes and logs
+/// nothing, so the audit trail shows only real changes.
+pub(crate) fn unchanged<T: serde::Serialize>(before: &T, after: &T) -> bool {
+    let strip = |v: &T| {
+        let mut j = serde_json::to_value(v).unwrap_or_default();
+        if let Some(o) = j.as_object_mut() {
+            o.remove("updated_at");
+        }
+        j
+    };
+    strip(before) == strip(after)
+}
+
 /// Clamps a requested page size.
 pub(crate) fn page_limit(limit: i64) -> i64 {
     limit.clamp(1, 200)

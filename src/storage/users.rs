@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::validate_ref::*;
-use super::{conflict_on, rows, Change, Credentials, SqlStore, StoreError, StoreResult};
+use super::{conflict_on, rows, unchanged, Change, Credentials, SqlStore, StoreError, StoreResult};
 use crate::domain::validate::{optional_text, required_text};
 use crate::domain::*;
 
@@ -138,6 +138,7 @@ impl SqlStore {
     ) -> StoreResult<User> {
         require_admin(actor)?;
         let mut u = self.get_user_impl(id).await?;
+        let before = u.clone();
         if let Some(n) = &patch.name {
             u.name = required_text("name", n, Limits::NAME)?;
         }
@@ -169,6 +170,10 @@ impl SqlStore {
         if let Some(d) = patch.department_id {
             department_exists(&mut tx, "department_id", d).await?;
             u.department_id = Some(d);
+        }
+        if unchanged(&before, &u) && password_hash.is_none() {
+            // Nothing to write, nothing to log.
+            return Ok(before);
         }
         u.updated_at = tx.now;
         sqlx::query(

@@ -185,6 +185,27 @@ async fn shapes_types_and_parties() {
         "Alpha"
     );
 
+    // A change that changes nothing writes nothing (the audit trail shows real changes only).
+    for (path, body) in [
+        (format!("/api/v1/clients/{c}"), json!({})),
+        (format!("/api/v1/clients/{c}"), json!({"name": "Alpha"})),
+        (format!("/api/v1/contacts/{ct}"), json!({"name": "Bob"})),
+        (format!("/api/v1/leads/{lead}"), json!({})),
+    ] {
+        let seq = app.last_seq().await;
+        let (status, body) = app.patch(Some(admin), &path, &body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(app.last_seq().await, seq, "{path}: a no-op is not logged");
+    }
+    let seq = app.last_seq().await;
+    app.patch(
+        Some(admin),
+        &format!("/api/v1/clients/{c}"),
+        &json!({"notes": "new"}),
+    )
+    .await;
+    assert_eq!(app.last_seq().await, seq + 1, "a real change is");
+
     // A dialog given only a contact belongs to the contact's client.
     let (status, d) = app
         .post(Some(admin), "/api/v1/dialogs", &json!({"channel": "telegram", "connector_id": "tg", "external_thread_id": "x4", "contact_id": ct}))
