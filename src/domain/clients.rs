@@ -426,6 +426,25 @@ pub struct CustomField {
     pub created_at: Timestamp,
 }
 
+/// Changes to a custom field. Its key and type stay; an enum field may gain options but not
+/// lose them (client cards may hold them).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFieldPatch {
+    /// New label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The full new option list of an enum field (every current option included).
+    #[serde(default)]
+    pub options: Option<Vec<String>>,
+    /// Required on new clients.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// Order on the card.
+    #[serde(default)]
+    pub position: Option<i64>,
+}
+
 /// Input for a new custom field.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -275,6 +275,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<CustomField>;
     /// Remove a custom field definition and its values (admin).
     async fn delete_custom_field(&self, actor: &Actor, id: Id) -> StoreResult<()>;
+    /// Change a custom field's label, options, required flag or position (admin).
+    async fn update_custom_field(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &CustomFieldPatch,
+    ) -> StoreResult<CustomField>;
 
     // -- clients, contacts, identities, leads
     /// New client with its identities, in one transaction.
@@ -799,6 +806,15 @@ impl Store for SqlStore {
 
     async fn delete_custom_field(&self, actor: &Actor, id: Id) -> StoreResult<()> {
         self.delete_custom_field_impl(actor, id).await
+    }
+
+    async fn update_custom_field(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &CustomFieldPatch,
+    ) -> StoreResult<CustomField> {
+        self.update_custom_field_impl(actor, id, patch).await
     }
 
     async fn create_client(&self, actor: &Actor, input: &NewClient) -> StoreResult<ClientCard> {

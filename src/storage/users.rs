@@ -449,6 +449,71 @@ impl SqlStore {
         Ok(f)
     }
 
+    pub(crate) async fn update_custom_field_impl(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &CustomFieldPatch,
+    ) -> StoreResult<CustomField> {
+        require_admin(actor)?;
+        let mut tx = self.write(actor).await?;
+        let sql = format!(
+            "SELECT {} FROM custom_fields f WHERE f.id = $1",
+            rows::CUSTOM_FIELD_COLS
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: "custom field",
+            })?;
+        let before = rows::custom_field(&row)?;
+        let mut f = before.clone();
+        if let Some(l) = &patch.label {
+            f.label = required_text("label", l, Limits::NAME)?;
+        }
+        if let Some(r) = patch.required {
+            f.required = r;
+        }
+        if let Some(p) = patch.position {
+            f.position = p;
+        }
+        if let Some(options) = &patch.options {
+            if let Some(lost) = f.options.iter().find(|o| !options.contains(o)) {
+                return Err(StoreError::Conflict {
+                    field: "options".into(),
+                    message: format!("option `{lost}` cannot be removed: client cards may hold it"),
+                });
+            }
+            f.options = options.clone();
+        }
+        // The same rules as for a new field.
+        NewCustomField {
+            key: f.key.clone(),
+            label: f.label.clone(),
+            field_type: f.field_type,
+            options: f.options.clone(),
+            required: f.required,
+            position: f.position,
+        }
+        .validate()?;
+        if unchanged(&before, &f) {
+            return Ok(before);
+        }
+        sqlx::query("UPDATE custom_fields SET label = $1, options = $2, required = $3, position = $4 WHERE id = $5")
+            .bind(&f.label)
+            .bind(serde_json::to_string(&f.options).unwrap_or_else(|_| "[]".into()))
+            .bind(i64::from(f.required))
+            .bind(f.position)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        tx.log(Change::new("custom_field", id, "update", &f));
+        tx.commit().await?;
+        Ok(f)
+    }
+
     pub(crate) async fn delete_custom_field_impl(&self, actor: &Actor, id: Id) -> StoreResult<()> {
         require_admin(actor)?;
         let mut tx = self.write(actor).await?;

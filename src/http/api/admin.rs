@@ -187,6 +187,19 @@ pub async fn create_custom_field(
     ))
 }
 
+/// Change a custom field's label, options (enum: add only), required flag or position (admin).
+#[utoipa::path(patch, path = "/api/v1/custom-fields/{id}", tag = "admin", params(("id" = i64, Path)), request_body = CustomFieldPatch,
+    responses((status = 200, body = CustomField), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_custom_field(
+    State(s): State<AppState>,
+    a: Auth,
+    IdPath(id): IdPath,
+    ApiJson(p): ApiJson<CustomFieldPatch>,
+) -> Result<Json<CustomField>, ApiError> {
+    a.require(Scope::Admin)?;
+    Ok(Json(s.store.update_custom_field(&a.actor, id, &p).await?))
+}
+
 /// Remove a custom field and its values (admin).
 #[utoipa::path(delete, path = "/api/v1/custom-fields/{id}", tag = "admin", params(("id" = i64, Path)),
     responses((status = 204), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]

@@ -71,7 +71,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
             admin::list_custom_fields,
             admin::create_custom_field
         ))
-        .routes(routes!(admin::delete_custom_field))
+        .routes(routes!(
+            admin::update_custom_field,
+            admin::delete_custom_field
+        ))
         .routes(routes!(admin::list_scenarios, admin::create_scenario))
         .routes(routes!(admin::audit))
         .routes(routes!(admin::changes))
