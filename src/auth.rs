@@ -133,23 +133,23 @@ impl LoginLimiter {
         ]
     }
 
-    /// `Err(retry_after)` when the login or address is blocked now.
+    /// Starts a sign-in attempt: `Err(retry_after)` when the login or address is blocked;
+    /// otherwise the attempt is counted as a failure at once (so a burst of parallel guesses
+    /// is limited too) until [`LoginLimiter::succeeded`] takes it back.
     ///
     /// # Errors
     /// How long to wait before trying again.
-    pub fn check(&self, login: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
+    pub fn attempt(&self, login: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
         let mut map = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = Self::keys(login, ip);
         let mut wait = Duration::ZERO;
-        for (key, limit) in Self::keys(login, ip)
-            .into_iter()
-            .zip([self.per_login, self.per_ip])
-        {
+        for (key, limit) in keys.iter().zip([self.per_login, self.per_ip]) {
             let Some(key) = key else { continue };
-            if let Some(q) = map.get_mut(&key) {
+            if let Some(q) = map.get_mut(key) {
                 while q
                     .front()
                     .is_some_and(|t| now.duration_since(*t) > self.window)
@@ -164,40 +164,36 @@ impl LoginLimiter {
             }
         }
         if wait > Duration::ZERO {
-            Err(wait.max(Duration::from_secs(1)))
-        } else {
-            Ok(())
+            return Err(wait.max(Duration::from_secs(1)));
         }
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, login: &str, ip: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 100_000 {
             // Bounded memory under a spray of logins: drop entries whose window has passed.
             let window = self.window;
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= window));
         }
-        for key in Self::keys(login, ip).into_iter().flatten() {
+        for key in keys.into_iter().flatten() {
             let q = map.entry(key).or_default();
             q.push_back(now);
             if q.len() > 1000 {
                 q.pop_front();
             }
         }
+        Ok(())
     }
 
-    /// Clears the login's failures after a successful sign-in.
-    pub fn succeeded(&self, login: &str) {
+    /// A successful sign-in: clears the login's failures and takes back this attempt from
+    /// the address's count.
+    pub fn succeeded(&self, login: &str, ip: Option<IpAddr>) {
         let mut map = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.remove(&format!("login:{}", login.trim().to_lowercase()));
+        if let Some(ip) = ip {
+            if let Some(q) = map.get_mut(&format!("ip:{ip}")) {
+                q.pop_back();
+            }
+        }
     }
 }
 
@@ -227,15 +223,25 @@ mod tests {
         let l = LoginLimiter::new(Duration::from_secs(60), 3, 10);
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         for _ in 0..3 {
-            assert!(l.check("Ivan", Some(ip)).is_ok());
-            l.failed("ivan", Some(ip));
+            assert!(
+                l.attempt("Ivan", Some(ip)).is_ok(),
+                "counted before the password is checked"
+            );
         }
-        assert!(l.check("IVAN", Some(ip)).is_err());
+        assert!(l.attempt("IVAN", Some(ip)).is_err());
         assert!(
-            l.check("petr", Some(ip)).is_ok(),
+            l.attempt("petr", Some(ip)).is_ok(),
             "another login from the same address"
         );
-        l.succeeded("ivan");
-        assert!(l.check("ivan", Some(ip)).is_ok());
+        l.succeeded("petr", Some(ip));
+        l.succeeded("ivan", Some(ip));
+        assert!(l.attempt("ivan", Some(ip)).is_ok());
+        // Successful sign-ins do not use up the address's budget.
+        let office = LoginLimiter::new(Duration::from_secs(60), 3, 2);
+        for n in 0..10 {
+            let who = format!("user{n}");
+            assert!(office.attempt(&who, Some(ip)).is_ok(), "{who}");
+            office.succeeded(&who, Some(ip));
+        }
     }
 }

@@ -4,13 +4,15 @@
 use sqlx::any::AnyRow;
 use sqlx::Any;
 
-use super::{access, rows, StoreError, StoreResult};
+use super::{access, rows, Backend, StoreError, StoreResult, WriteTx};
 use crate::domain::*;
 
 /// How to read one visible row of an entity: its name (for `NotFound`), the query for an
 /// actor (binding the id as `$1`), and the decoder.
 pub(crate) struct ById<T> {
     entity: &'static str,
+    /// The table's alias in `sql`, for `FOR UPDATE OF`.
+    alias: &'static str,
     sql: fn(&Actor) -> String,
     decode: fn(&AnyRow) -> StoreResult<T>,
 }
@@ -31,10 +33,36 @@ impl<T> ById<T> {
             })?;
         (self.decode)(&row)
     }
+
+    /// The row an update is about to change, read inside its transaction and, on PostgreSQL,
+    /// locked until commit: a concurrent update of the same row waits and then sees this
+    /// one's result instead of overwriting it. (SQLite writers are already serialized.)
+    /// Call it first in the transaction, before other rows are locked.
+    pub(crate) async fn fetch_for_update(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        id: Id,
+    ) -> StoreResult<T> {
+        let mut sql = (self.sql)(actor);
+        if tx.backend() == Backend::Postgres {
+            sql.push_str(" FOR UPDATE OF ");
+            sql.push_str(self.alias);
+        }
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: self.entity,
+            })?;
+        (self.decode)(&row)
+    }
 }
 
 pub(crate) const CLIENT: ById<Client> = ById {
     entity: "client",
+    alias: "c",
     sql: |a| {
         format!(
             "SELECT {} FROM clients c WHERE c.id = $1 AND {}",
@@ -47,6 +75,7 @@ pub(crate) const CLIENT: ById<Client> = ById {
 
 pub(crate) const CONTACT: ById<Contact> = ById {
     entity: "contact",
+    alias: "ct",
     sql: |a| {
         format!(
             "SELECT {} FROM contacts ct WHERE ct.id = $1 AND {}",
@@ -59,6 +88,7 @@ pub(crate) const CONTACT: ById<Contact> = ById {
 
 pub(crate) const LEAD: ById<Lead> = ById {
     entity: "lead",
+    alias: "l",
     sql: |a| {
         format!(
             "SELECT {} FROM leads l WHERE l.id = $1 AND {}",
@@ -71,6 +101,7 @@ pub(crate) const LEAD: ById<Lead> = ById {
 
 pub(crate) const INTEREST: ById<Interest> = ById {
     entity: "interest",
+    alias: "n",
     sql: |a| {
         format!(
             "SELECT {} FROM interests n WHERE n.id = $1 AND {}",
@@ -83,6 +114,7 @@ pub(crate) const INTEREST: ById<Interest> = ById {
 
 pub(crate) const INTERACTION: ById<Interaction> = ById {
     entity: "interaction",
+    alias: "x",
     sql: |a| {
         format!(
             "SELECT {} FROM interactions x WHERE x.id = $1 AND {}",
@@ -95,6 +127,7 @@ pub(crate) const INTERACTION: ById<Interaction> = ById {
 
 pub(crate) const DIALOG: ById<Dialog> = ById {
     entity: "dialog",
+    alias: "d",
     sql: |a| {
         format!(
             "SELECT {} FROM dialogs d WHERE d.id = $1 AND {}",
@@ -107,6 +140,7 @@ pub(crate) const DIALOG: ById<Dialog> = ById {
 
 pub(crate) const CALL: ById<Call> = ById {
     entity: "call",
+    alias: "k",
     sql: |a| {
         format!(
             "SELECT {} FROM calls k WHERE k.id = $1 AND {}",

@@ -251,9 +251,7 @@ impl SqlStore {
         }
         let defs = self.list_custom_fields_impl().await?;
         let mut tx = self.write(actor).await?;
-        let mut c = visible_client(&mut tx, actor, "id", id)
-            .await
-            .map_err(|_| StoreError::NotFound { entity: "client" })?;
+        let mut c = by_id::CLIENT.fetch_for_update(&mut tx, actor, id).await?;
         let before = c.clone();
         let renamed = match &patch.name {
             Some(n) => {
@@ -504,7 +502,8 @@ impl SqlStore {
                 "this needs the clients:write scope".into(),
             ));
         }
-        let mut c = self.get_contact_impl(actor, id).await?;
+        let mut tx = self.write(actor).await?;
+        let mut c = by_id::CONTACT.fetch_for_update(&mut tx, actor, id).await?;
         let before = c.clone();
         if let Some(n) = &patch.name {
             c.name = required_text("name", n, Limits::NAME)?;
@@ -515,7 +514,6 @@ impl SqlStore {
         if let Some(n) = &patch.notes {
             c.notes = optional_text("notes", Some(n), Limits::TEXT)?;
         }
-        let mut tx = self.write(actor).await?;
         if unchanged(&before, &c) {
             // Nothing to write, nothing to log.
             return Ok(before);
@@ -638,10 +636,17 @@ impl SqlStore {
             .ok_or(StoreError::NotFound { entity: "identity" })?;
         let ident = rows::identity(&row)?;
         // Dialogs keep their history; they just lose the link to the identity.
-        sqlx::query("UPDATE dialogs SET identity_id = NULL WHERE identity_id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        let unlinked: Vec<i64> = sqlx::query_scalar(
+            "UPDATE dialogs SET identity_id = NULL WHERE identity_id = $1 RETURNING id",
+        )
+        .bind(id)
+        .fetch_all(tx.conn())
+        .await?;
+        for d in unlinked {
+            tx.log(
+                Change::new("dialog", d, "update", json!({ "identity_id": null })).dialog(Some(d)),
+            );
+        }
         sqlx::query("DELETE FROM identities WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
@@ -787,9 +792,7 @@ impl SqlStore {
             ));
         }
         let mut tx = self.write(actor).await?;
-        let mut l = visible_lead(&mut tx, actor, "id", id)
-            .await
-            .map_err(|_| StoreError::NotFound { entity: "lead" })?;
+        let mut l = by_id::LEAD.fetch_for_update(&mut tx, actor, id).await?;
         let before = l.clone();
         if l.status == LeadStatus::Converted {
             return Err(StoreError::Conflict {
@@ -872,10 +875,11 @@ impl SqlStore {
                 "this needs the clients:write scope".into(),
             ));
         }
+        // Read before the transaction: a pool read while holding a transaction connection can
+        // exhaust the pool under load.
+        let defs = self.list_custom_fields_impl().await?;
         let mut tx = self.write(actor).await?;
-        let mut lead = visible_lead(&mut tx, actor, "id", id)
-            .await
-            .map_err(|_| StoreError::NotFound { entity: "lead" })?;
+        let mut lead = by_id::LEAD.fetch_for_update(&mut tx, actor, id).await?;
         if lead.status != LeadStatus::Open {
             return Err(StoreError::Conflict {
                 field: "status".into(),
@@ -883,6 +887,20 @@ impl SqlStore {
                     "the lead is {}; only open leads convert",
                     lead.status.as_str()
                 ),
+            });
+        }
+        // Claim the lead first: of two concurrent conversions (PostgreSQL runs them in
+        // parallel) the second waits on this row and then finds it no longer open.
+        let claimed = sqlx::query("UPDATE leads SET status = 'converted', updated_at = $1 WHERE id = $2 AND status = 'open'")
+            .bind(tx.now.micros())
+            .bind(id)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if claimed != 1 {
+            return Err(StoreError::Conflict {
+                field: "status".into(),
+                message: "the lead is being or has been converted".into(),
             });
         }
         let client = match input.client_id {
@@ -924,7 +942,6 @@ impl SqlStore {
                     department_id: dept,
                     shared: lead.shared,
                 };
-                let defs = self.list_custom_fields_impl().await?;
                 if let Some(req) = defs.iter().find(|d| d.required) {
                     return Err(FieldError::new(
                         format!("custom_fields.{}", req.key),
@@ -966,25 +983,41 @@ impl SqlStore {
         };
         let contact_id = contact.as_ref().map(|c| c.id);
         let mut moved = Map::new();
-        for table in [
-            "identities",
-            "interests",
-            "interactions",
-            "dialogs",
-            "calls",
-            "feed_entries",
+        for (table, entity) in [
+            ("identities", "identity"),
+            ("interests", "interest"),
+            ("interactions", "interaction"),
+            ("dialogs", "dialog"),
+            ("calls", "call"),
+            ("feed_entries", ""),
         ] {
             let sql = format!(
-                "UPDATE {table} SET client_id = $1, contact_id = COALESCE(contact_id, $2), lead_id = NULL WHERE lead_id = $3"
+                "UPDATE {table} SET client_id = $1, contact_id = COALESCE(contact_id, $2), lead_id = NULL \
+                 WHERE lead_id = $3 RETURNING id"
             );
-            let n = sqlx::query(&sql)
+            let ids: Vec<i64> = sqlx::query_scalar(&sql)
                 .bind(client.id)
                 .bind(contact_id)
                 .bind(id)
-                .execute(tx.conn())
-                .await?
-                .rows_affected();
-            moved.insert(table.to_owned(), json!(n));
+                .fetch_all(tx.conn())
+                .await?;
+            moved.insert(table.to_owned(), json!(ids.len()));
+            // Every moved record gets its own entry, so a console showing it follows the move.
+            if !entity.is_empty() {
+                for moved_id in ids {
+                    let mut change = Change::new(
+                        entity,
+                        moved_id,
+                        "move",
+                        json!({ "client_id": client.id, "contact_id": contact_id, "from_lead_id": id }),
+                    )
+                    .party(Some(client.id), Some(id));
+                    if entity == "dialog" {
+                        change = change.dialog(Some(moved_id));
+                    }
+                    tx.log(change);
+                }
+            }
         }
         lead.status = LeadStatus::Converted;
         lead.converted_client_id = Some(client.id);

@@ -94,6 +94,20 @@ impl SqlStore {
                     )
                 })?;
             let ident = rows::identity(&row)?;
+            // A party given with the identity must be the identity's owner.
+            let owner_differs = (client_id.is_some() && client_id != ident.client_id)
+                || (lead_id.is_some() && lead_id != ident.lead_id)
+                || (contact_id.is_some()
+                    && contact_id != ident.contact_id
+                    && ident.contact_id.is_some());
+            if owner_differs {
+                return Err(FieldError::new(
+                    "identity_id",
+                    "wrong_party",
+                    "the identity belongs to another client, contact or lead",
+                )
+                .into());
+            }
             client_id = client_id.or(ident.client_id);
             contact_id = contact_id.or(ident.contact_id);
             lead_id = lead_id.or(ident.lead_id);
@@ -107,23 +121,24 @@ impl SqlStore {
                 )
                 .into());
             }
-            let owner: Option<i64> =
-                sqlx::query_scalar("SELECT client_id FROM contacts WHERE id = $1")
-                    .bind(ct)
-                    .fetch_optional(tx.conn())
-                    .await?;
-            client_id = Some(owner.ok_or_else(|| {
-                FieldError::new(
-                    "contact_id",
-                    "not_found",
-                    format!("contact {ct} does not exist"),
-                )
-            })?);
+            let contact =
+                by_id::CONTACT
+                    .fetch(tx.conn(), actor, ct)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound { .. } => StoreError::Invalid(FieldError::new(
+                            "contact_id",
+                            "not_found",
+                            format!("contact {ct} does not exist"),
+                        )),
+                        other => other,
+                    })?;
+            client_id = Some(contact.client_id);
         }
         if let Some(c) = client_id {
             visible_client(&mut tx, actor, "client_id", c).await?;
             if let Some(ct) = contact_id {
-                contact_of(&mut tx, "contact_id", ct, c).await?;
+                contact_of(&mut tx, actor, "contact_id", ct, c).await?;
             }
         }
         if let Some(l) = lead_id {
@@ -223,7 +238,7 @@ impl SqlStore {
     }
 
     async fn dialog_in_tx(tx: &mut WriteTx, actor: &Actor, id: Id) -> StoreResult<Dialog> {
-        by_id::DIALOG.fetch(tx.conn(), actor, id).await
+        by_id::DIALOG.fetch_for_update(tx, actor, id).await
     }
 
     pub(crate) async fn list_dialogs_impl(
@@ -553,9 +568,10 @@ impl SqlStore {
         };
         let mut tx = self.write(actor).await?;
         let sql = format!(
-            "SELECT {} FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.id = $1 AND {}",
+            "SELECT {} FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.id = $1 AND {}{}",
             rows::MESSAGE_COLS,
-            access::owned(actor, "d", "assignee_id")
+            access::owned(actor, "d", "assignee_id"),
+            if tx.backend() == super::Backend::Postgres { " FOR UPDATE OF m" } else { "" }
         );
         let row = sqlx::query(&sql)
             .bind(message_id)
@@ -695,16 +711,24 @@ impl SqlStore {
             .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
+            // A replay answers with the stored call, but only to someone who may see it.
             let sql = format!(
-                "SELECT {} FROM calls k WHERE k.connector_id = $1 AND k.external_id = $2",
-                rows::CALL_COLS
+                "SELECT {} FROM calls k WHERE k.connector_id = $1 AND k.external_id = $2 AND {}",
+                rows::CALL_COLS,
+                access::call_visible(actor, "k")
             );
             let row = sqlx::query(&sql)
                 .bind(&connector)
                 .bind(&ext)
-                .fetch_one(tx.conn())
+                .fetch_optional(tx.conn())
                 .await?;
-            return Ok((rows::call(&row)?, false));
+            return match row {
+                Some(r) => Ok((rows::call(&r)?, false)),
+                None => Err(StoreError::Conflict {
+                    field: "external_id".into(),
+                    message: "a call with this external_id is already recorded".into(),
+                }),
+            };
         };
         let call = rows::call(&row)?;
         Self::feed_call(&mut tx, &call).await?;
@@ -812,9 +836,9 @@ impl SqlStore {
             optional_text("missed_reason", p.missed_reason.as_deref(), Limits::SHORT)?;
         let extension = optional_text("extension", p.extension.as_deref(), 64)?;
         let recording = optional_text("recording_url", p.recording_url.as_deref(), 2048)?;
-        let mut k = self.get_call_impl(actor, id).await?;
-        let before = k.clone();
         let mut tx = self.write(actor).await?;
+        let mut k = by_id::CALL.fetch_for_update(&mut tx, actor, id).await?;
+        let before = k.clone();
         if let Some(s) = p.status {
             if k.status.is_final() && s != k.status {
                 return Err(StoreError::Conflict {

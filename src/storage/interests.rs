@@ -66,7 +66,7 @@ async fn resolve_party(
                 .await?
                 .responsible_id;
             if let Some(ct) = contact_id {
-                contact_of(tx, "contact_id", ct, c).await?;
+                contact_of(tx, actor, "contact_id", ct, c).await?;
             }
         }
         (None, Some(l)) => {
@@ -399,9 +399,7 @@ impl SqlStore {
             ));
         }
         let mut tx = self.write(actor).await?;
-        let mut n = visible_interest(&mut tx, actor, "id", id)
-            .await
-            .map_err(|_| StoreError::NotFound { entity: "interest" })?;
+        let mut n = by_id::INTEREST.fetch_for_update(&mut tx, actor, id).await?;
         let before = n.clone();
         if let Some(t) = &patch.title {
             n.title = required_text("title", t, Limits::NAME)?;
@@ -416,7 +414,7 @@ impl SqlStore {
             let client = n.client_id.ok_or_else(|| {
                 FieldError::new("contact_id", "invalid", "a lead's Interest has no contact")
             })?;
-            contact_of(&mut tx, "contact_id", ct, client).await?;
+            contact_of(&mut tx, actor, "contact_id", ct, client).await?;
             n.contact_id = Some(ct);
         }
         if let Some(r) = patch.responsible_id {
@@ -461,9 +459,7 @@ impl SqlStore {
             ));
         }
         let mut tx = self.write(actor).await?;
-        let mut n = visible_interest(&mut tx, actor, "id", id)
-            .await
-            .map_err(|_| StoreError::NotFound { entity: "interest" })?;
+        let mut n = by_id::INTEREST.fetch_for_update(&mut tx, actor, id).await?;
         let row = sqlx::query(
             "SELECT id, position, name, outcome FROM stages WHERE id = $1 AND scenario_id = $2",
         )
@@ -708,7 +704,10 @@ impl SqlStore {
                 "this needs the interactions:write scope".into(),
             ));
         }
-        let mut x = self.get_interaction_impl(actor, id).await?;
+        let mut tx = self.write(actor).await?;
+        let mut x = by_id::INTERACTION
+            .fetch_for_update(&mut tx, actor, id)
+            .await?;
         let before = x.clone();
         if let Some(s) = &patch.subject {
             x.subject = required_text("subject", s, Limits::NAME)?;
@@ -722,7 +721,6 @@ impl SqlStore {
         if let Some(d) = patch.done_at {
             x.done_at = Some(d);
         }
-        let mut tx = self.write(actor).await?;
         if let Some(s) = patch.status {
             if s == InteractionStatus::Planned && x.planned_at.is_none() {
                 return Err(FieldError::new(

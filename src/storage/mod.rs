@@ -558,6 +558,11 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
+    /// Which database the transaction runs on.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// The transaction's connection.
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         self.inner

@@ -539,11 +539,25 @@ impl SqlStore {
                 serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&raw)
             {
                 if map.remove(&key).is_some() {
-                    sqlx::query("UPDATE clients SET custom_fields = $1 WHERE id = $2")
-                        .bind(serde_json::Value::Object(map).to_string())
-                        .bind(cid)
-                        .execute(tx.conn())
-                        .await?;
+                    let now = tx.now.micros();
+                    let fields = serde_json::Value::Object(map);
+                    sqlx::query(
+                        "UPDATE clients SET custom_fields = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(fields.to_string())
+                    .bind(now)
+                    .bind(cid)
+                    .execute(tx.conn())
+                    .await?;
+                    tx.log(
+                        Change::new(
+                            "client",
+                            cid,
+                            "update",
+                            serde_json::json!({ "custom_fields": fields }),
+                        )
+                        .party(Some(cid), None),
+                    );
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{access, by_id, rows, StoreError, StoreResult, WriteTx};
+use super::{access, by_id, StoreError, StoreResult, WriteTx};
 use crate::domain::*;
 
 /// A reference the actor may not see fails like a missing one, on the referring field.
@@ -85,20 +85,16 @@ pub(crate) async fn visible_interest(
 /// A contact that belongs to `client_id`.
 pub(crate) async fn contact_of(
     tx: &mut WriteTx,
+    actor: &Actor,
     field: &str,
     id: Id,
     client_id: Id,
 ) -> StoreResult<Contact> {
-    let sql = format!(
-        "SELECT {} FROM contacts ct WHERE ct.id = $1",
-        rows::CONTACT_COLS
-    );
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| missing(field, "contact", id))?;
-    let c = rows::contact(&row)?;
+    // A contact of a client the actor may not see does not exist for them.
+    let c = by_id::CONTACT
+        .fetch(tx.conn(), actor, id)
+        .await
+        .map_err(|e| as_missing(e, field, "contact", id))?;
     if c.client_id != client_id {
         return Err(StoreError::Invalid(FieldError::new(
             field,

@@ -212,3 +212,119 @@ async fn search_follows_sharing_and_reassignment() {
     );
     assert!(finds(&app.admin, "гран").await);
 }
+
+/// Replays, references and error messages do not reveal records the actor may not see.
+#[tokio::test]
+async fn replays_and_references_reveal_nothing() {
+    let app = spawn_app().await;
+    let a = app.department("A").await;
+    let b = app.department("B").await;
+    let m1 = app.user("m1", Role::Manager, Some(a)).await;
+    let mb = app.user("mb", Role::Manager, Some(b)).await;
+    let pbx = app.api_key(&[kommutator::domain::Scope::CallsWrite]).await;
+    let (_, c) = app
+        .post(Some(&m1), "/api/v1/clients", &json!({"kind": "company", "name": "Hidden Co", "identities": [{"kind": "phone", "value": "+74951230000"}]}))
+        .await;
+    let c = c["id"].as_i64().unwrap();
+    let (_, ct) = app
+        .post(
+            Some(&m1),
+            &format!("/api/v1/clients/{c}/contacts"),
+            &json!({"name": "Secret Person"}),
+        )
+        .await;
+    let ct = ct["id"].as_i64().unwrap();
+    let call = json!({"connector_id": "pbx", "external_id": "call-1", "direction": "inbound", "from_number": "+74951230000", "to_number": "100"});
+    assert_eq!(
+        app.post(Some(&pbx), "/api/v1/calls", &call).await.0,
+        StatusCode::CREATED
+    );
+
+    let seq = app.last_seq().await;
+    let replay = app.post(Some(&mb), "/api/v1/calls", &call).await;
+    assert_error(
+        &replay,
+        StatusCode::CONFLICT,
+        "conflict",
+        Some("external_id"),
+    );
+    assert!(
+        replay.1.get("client_id").is_none() && !replay.1.to_string().contains("74951230000"),
+        "{}",
+        replay.1
+    );
+    let (_, own) = app.post(Some(&pbx), "/api/v1/calls", &call).await;
+    assert_eq!(
+        own["client_id"], c,
+        "the PBX's own replay still answers with the call"
+    );
+
+    // A hidden contact looks exactly like a missing one.
+    let hidden = app
+        .post(Some(&mb), "/api/v1/dialogs", &json!({"channel": "telegram", "connector_id": "tg", "external_thread_id": "t1", "contact_id": ct}))
+        .await;
+    let missing = app
+        .post(Some(&mb), "/api/v1/dialogs", &json!({"channel": "telegram", "connector_id": "tg", "external_thread_id": "t2", "contact_id": 999_999}))
+        .await;
+    assert_error(
+        &hidden,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_found",
+        Some("contact_id"),
+    );
+    assert_eq!(
+        hidden.1["error"]["message"],
+        format!("contact {ct} does not exist")
+    );
+    assert_error(
+        &missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_found",
+        Some("contact_id"),
+    );
+    assert_eq!(app.last_seq().await, seq, "nothing written");
+
+    // An identity given with another party is refused, not silently mixed.
+    let (_, other) = app
+        .post(
+            Some(&m1),
+            "/api/v1/clients",
+            &json!({"kind": "person", "name": "Other"}),
+        )
+        .await;
+    let (_, ident) = app
+        .get(
+            Some(&m1),
+            "/api/v1/identities/lookup?kind=phone&value=%2B74951230000",
+        )
+        .await;
+    let mixed = app
+        .post(
+            Some(&m1),
+            "/api/v1/dialogs",
+            &json!({"channel": "telegram", "connector_id": "tg", "external_thread_id": "t3",
+            "identity_id": ident["id"], "client_id": other["id"]}),
+        )
+        .await;
+    assert_error(
+        &mixed,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wrong_party",
+        Some("identity_id"),
+    );
+
+    // Users are listed to people, and to keys only with the admin scope.
+    assert_error(
+        &app.get(Some(&pbx), &format!("/api/v1/users/{}", m1.id))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+    );
+    assert_eq!(
+        app.get(Some(&mb), &format!("/api/v1/users/{}", m1.id))
+            .await
+            .0,
+        StatusCode::OK
+    );
+}

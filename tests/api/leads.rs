@@ -180,3 +180,45 @@ async fn conversion_that_cannot_complete_moves_nothing() {
     );
     assert_eq!(app.last_seq().await, seq);
 }
+
+#[tokio::test]
+async fn parallel_conversions_of_one_lead_make_one_client() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (_, lead) = app
+        .post(
+            Some(&app.admin),
+            "/api/v1/leads",
+            &json!({"name": "Гонка", "company_name": "ООО Гонка"}),
+        )
+        .await;
+    let l = lead["id"].as_i64().unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post(
+                    Some(&app.admin),
+                    &format!("/api/v1/leads/{l}/convert"),
+                    &json!({}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => assert_eq!(body["error"]["field"], "status", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one conversion");
+    let (_, found) = app.get(Some(&app.admin), "/api/v1/clients?q=гонка").await;
+    assert_eq!(
+        found["items"].as_array().unwrap().len(),
+        1,
+        "one client: {found}"
+    );
+}

@@ -60,9 +60,10 @@ pub async fn create_user(
     responses((status = 200, body = User), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_user(
     State(s): State<AppState>,
-    _a: Auth,
+    a: Auth,
     IdPath(id): IdPath,
 ) -> Result<Json<User>, ApiError> {
+    colleagues_visible(&a)?;
     Ok(Json(s.store.get_user(id).await?))
 }
 

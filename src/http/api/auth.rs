@@ -121,7 +121,7 @@ pub async fn login(
     {
         return Err(ApiError::unauthenticated("wrong login or password"));
     }
-    if let Err(wait) = s.limiter.check(&req.login, ip) {
+    if let Err(wait) = s.limiter.attempt(&req.login, ip) {
         metrics::counter!("kommutator_login_blocked_total").increment(1);
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -138,12 +138,11 @@ pub async fn login(
     };
     let ok = verify(hash, req.password).await?;
     let Some(user) = user.filter(|_| ok) else {
-        s.limiter.failed(&req.login, ip);
         metrics::counter!("kommutator_login_failures_total").increment(1);
         tracing::info!(login = %req.login.chars().take(64).collect::<String>(), "failed sign-in");
         return Err(ApiError::unauthenticated("wrong login or password"));
     };
-    s.limiter.succeeded(&req.login);
+    s.limiter.succeeded(&req.login, ip);
     let (token, token_hash) = auth::new_session_token();
     let ttl = s.config.auth.session_ttl_hours * 3600;
     let expires_at = Timestamp(
