@@ -23,8 +23,14 @@ impl<T> ById<T> {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        let sql = (self.sql)(actor);
-        let row = sqlx::query(&sql)
+        self.run(exec, &(self.sql)(actor), id).await
+    }
+
+    async fn run<'c, E>(&self, exec: E, sql: &str, id: Id) -> StoreResult<T>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let row = sqlx::query(sql)
             .bind(id)
             .fetch_optional(exec)
             .await?
@@ -49,14 +55,7 @@ impl<T> ById<T> {
             sql.push_str(" FOR UPDATE OF ");
             sql.push_str(self.alias);
         }
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or(StoreError::NotFound {
-                entity: self.entity,
-            })?;
-        (self.decode)(&row)
+        self.run(tx.conn(), &sql, id).await
     }
 }
 

@@ -144,14 +144,7 @@ impl SqlStore {
         if let Some(l) = lead_id {
             visible_lead(&mut tx, actor, "lead_id", l).await?;
         }
-        if client_id.is_some() && lead_id.is_some() {
-            return Err(FieldError::new(
-                "lead_id",
-                "conflicting_party",
-                "give either client_id or lead_id, not both",
-            )
-            .into());
-        }
+        one_party(client_id, lead_id)?;
         if let Some(i) = input.interest_id {
             let n = visible_interest(&mut tx, actor, "interest_id", i).await?;
             if (client_id.is_some() || lead_id.is_some())
@@ -641,14 +634,7 @@ impl SqlStore {
         }
         let mut tx = self.write(actor).await?;
         let (mut client_id, mut lead_id) = (input.client_id, input.lead_id);
-        if client_id.is_some() && lead_id.is_some() {
-            return Err(FieldError::new(
-                "lead_id",
-                "conflicting_party",
-                "give either client_id or lead_id, not both",
-            )
-            .into());
-        }
+        one_party(client_id, lead_id)?;
         let mut contact_id = None;
         if let Some(c) = client_id {
             visible_client(&mut tx, actor, "client_id", c).await?;

@@ -60,8 +60,10 @@ async fn resolve_party(
     let client_id = client_id.or(interest.as_ref().and_then(|i| i.client_id));
     let lead_id = lead_id.or(interest.as_ref().and_then(|i| i.lead_id));
     let responsible_id: Option<Id>;
+    one_party(client_id, lead_id)?;
     match (client_id, lead_id) {
-        (Some(c), None) => {
+        // Both given was refused just above.
+        (Some(c), _) => {
             responsible_id = visible_client(tx, actor, "client_id", c)
                 .await?
                 .responsible_id;
@@ -85,14 +87,6 @@ async fn resolve_party(
                     FieldError::new("contact_id", "invalid", "a lead has no contacts").into(),
                 );
             }
-        }
-        (Some(_), Some(_)) => {
-            return Err(FieldError::new(
-                "lead_id",
-                "conflicting_party",
-                "give either client_id or lead_id, not both",
-            )
-            .into())
         }
         (None, None) => {
             return Err(FieldError::new(

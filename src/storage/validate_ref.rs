@@ -6,6 +6,22 @@ use sqlx::Row;
 use super::{access, by_id, StoreError, StoreResult, WriteTx};
 use crate::domain::*;
 
+/// A record belongs to a client or to a lead, never both.
+///
+/// # Errors
+/// `conflicting_party` on `lead_id` when both are given.
+pub(crate) fn one_party(client_id: Option<Id>, lead_id: Option<Id>) -> StoreResult<()> {
+    if client_id.is_some() && lead_id.is_some() {
+        return Err(FieldError::new(
+            "lead_id",
+            "conflicting_party",
+            "give either client_id or lead_id, not both",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A reference the actor may not see fails like a missing one, on the referring field.
 fn as_missing(e: StoreError, field: &str, what: &str, id: Id) -> StoreError {
     match e {
