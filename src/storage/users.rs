@@ -137,7 +137,23 @@ impl SqlStore {
         password_hash: Option<String>,
     ) -> StoreResult<User> {
         require_admin(actor)?;
-        let mut u = self.get_user_impl(id).await?;
+        let mut tx = self.write(actor).await?;
+        // Read and lock the user inside the transaction (see `by_id::ById::fetch_for_update`).
+        let lock = if tx.backend() == super::Backend::Postgres {
+            " FOR UPDATE OF u"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {} FROM users u WHERE u.id = $1{lock}",
+            rows::USER_COLS
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound { entity: "user" })?;
+        let mut u = rows::user(&row)?;
         let before = u.clone();
         if let Some(n) = &patch.name {
             u.name = required_text("name", n, Limits::NAME)?;
@@ -166,7 +182,6 @@ impl SqlStore {
             }
             u.active = a;
         }
-        let mut tx = self.write(actor).await?;
         if let Some(d) = patch.department_id {
             department_exists(&mut tx, "department_id", d).await?;
             u.department_id = Some(d);
