@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Id, Timestamp};
+use super::{Id, Timestamp, Topic};
 
 /// What a Feed entry shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -110,6 +110,18 @@ pub struct ChangeEntry {
     pub dialog_id: Option<Id>,
     /// Department concerned.
     pub department_id: Option<Id>,
+    /// The topics the change was published on (`dialog:7`, `user:3`, ...).
+    #[schema(value_type = Vec<String>)]
+    #[serde(serialize_with = "topics_as_strings")]
+    pub topics: Vec<Topic>,
+    /// The user who owns the record the change is about (assignee, responsible), when known.
+    pub owner_id: Option<Id>,
+    /// Whether that record is shared with its department, when known.
+    pub shared: Option<bool>,
+}
+
+fn topics_as_strings<S: serde::Serializer>(t: &[Topic], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(t.iter().map(ToString::to_string))
 }
 
 /// Preview of a text for the Feed: the first 200 characters on one line.

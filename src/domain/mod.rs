@@ -9,6 +9,7 @@ mod feed;
 mod identity;
 mod interests;
 mod time_util;
+mod topic;
 mod users;
 pub mod validate;
 
@@ -18,6 +19,7 @@ pub use feed::*;
 pub use identity::*;
 pub use interests::*;
 pub use time_util::Timestamp;
+pub use topic::{ParseTopicError, Topic, TopicKind};
 pub use users::*;
 pub use validate::{FieldError, Limits};
 

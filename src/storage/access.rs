@@ -38,6 +38,28 @@ pub fn owned(actor: &Actor, t: &str, responsible: &str) -> String {
     }
 }
 
+/// [`owned`] evaluated in memory, for live events: whether `actor` sees a record owned by
+/// `owner`, in `department`, `shared` with it or not. Keep the two in step.
+pub fn owned_visible(actor: &Actor, owner: Option<Id>, department: Option<Id>, shared: bool) -> bool {
+    match actor {
+        Actor::System | Actor::ApiKey { .. } => true,
+        Actor::User {
+            role: Role::Admin, ..
+        } => true,
+        Actor::User {
+            id,
+            role: Role::Supervisor,
+            department_id,
+        } => owner == Some(*id) || (department_id.is_some() && department == *department_id),
+        Actor::User {
+            id, department_id, ..
+        } => {
+            owner == Some(*id)
+                || (shared && department_id.is_some() && department == *department_id)
+        }
+    }
+}
+
 /// The predicate "the client `client_col` is visible" as an `EXISTS`.
 pub fn client_visible(actor: &Actor, client_col: &str) -> String {
     if actor.sees_everything() {
@@ -151,6 +173,14 @@ mod tests {
             owned(&loner, "c", "responsible_id"),
             "(c.responsible_id = 4)"
         );
+        assert!(owned_visible(&admin, None, None, false));
+        assert!(owned_visible(&sup, Some(99), Some(7), false));
+        assert!(!owned_visible(&sup, Some(99), Some(8), true));
+        assert!(owned_visible(&sup, Some(2), Some(8), false));
+        assert!(owned_visible(&mgr, Some(3), None, false));
+        assert!(owned_visible(&mgr, None, Some(7), true));
+        assert!(!owned_visible(&mgr, None, Some(7), false));
+        assert!(!owned_visible(&loner, None, None, true));
         assert!(may_assign(&sup, 9, Some(7)));
         assert!(!may_assign(&sup, 9, Some(8)));
         assert!(!may_assign(&mgr, 9, Some(7)));

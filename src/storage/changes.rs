@@ -4,7 +4,7 @@
 
 use super::rows;
 use super::{SqlStore, StoreResult};
-use crate::domain::{ChangeEntry, Id, Timestamp};
+use crate::domain::{ChangeEntry, Id, Timestamp, Topic};
 
 /// A change to append at commit.
 #[derive(Debug, Clone)]
@@ -27,6 +27,11 @@ pub struct Change {
     pub dialog_id: Option<Id>,
     /// Department concerned.
     pub department_id: Option<Id>,
+    /// The owner of the record (assignee, responsible) and whether it is shared with its
+    /// department, when the change is about an owned record; live events are filtered by it.
+    pub owner: Option<(Option<Id>, bool)>,
+    /// Topics beyond those derived from the ids (the previous assignee of a transfer).
+    pub extra_topics: Vec<Topic>,
 }
 
 impl Change {
@@ -47,6 +52,86 @@ impl Change {
             interest_id: None,
             dialog_id: None,
             department_id: None,
+            owner: None,
+            extra_topics: Vec::new(),
+        }
+    }
+
+    /// Sets the owner of the record and whether it is shared with its department.
+    pub fn owner(mut self, owner_id: Option<Id>, shared: bool) -> Self {
+        self.owner = Some((owner_id, shared));
+        self
+    }
+
+    /// Publishes the change on one more topic.
+    pub fn also(mut self, topic: Topic) -> Self {
+        if !self.extra_topics.contains(&topic) {
+            self.extra_topics.push(topic);
+        }
+        self
+    }
+
+    /// The topics the change belongs to:
+    /// - `dialog:` `client:` `lead:` `interest:` from its scoping ids;
+    /// - `dept:` and `user:` (the owner) only for operator work (dialogs, messages, calls,
+    ///   presence), so a department's queue does not carry every client edit;
+    /// - the extra topics.
+    pub fn topics(&self) -> Vec<Topic> {
+        let mut t = Vec::with_capacity(6);
+        if let Some(id) = self.dialog_id {
+            t.push(Topic::dialog(id));
+        }
+        if let Some(id) = self.client_id {
+            t.push(Topic::client(id));
+        }
+        if let Some(id) = self.lead_id {
+            t.push(Topic::lead(id));
+        }
+        if let Some(id) = self.interest_id {
+            t.push(Topic::interest(id));
+        }
+        if matches!(self.entity, "dialog" | "message" | "call" | "presence") {
+            if let Some(id) = self.department_id {
+                t.push(Topic::dept(id));
+            }
+            if let Some((Some(owner), _)) = self.owner {
+                t.push(Topic::user(owner));
+            }
+        }
+        for x in &self.extra_topics {
+            if !t.contains(x) {
+                t.push(*x);
+            }
+        }
+        t
+    }
+
+    /// The entry this change becomes once appended with `seq`.
+    pub(crate) fn entry(
+        self,
+        seq: i64,
+        at: Timestamp,
+        actor_user_id: Option<Id>,
+        actor_api_key_id: Option<Id>,
+        topics: Vec<Topic>,
+    ) -> ChangeEntry {
+        ChangeEntry {
+            seq,
+            at,
+            actor_user_id,
+            actor_api_key_id,
+            entity: self.entity.to_owned(),
+            entity_id: self.entity_id,
+            op: self.op.to_owned(),
+            data: self.data,
+            client_id: self.client_id,
+            lead_id: self.lead_id,
+            interest_id: self.interest_id,
+            dialog_id: self.dialog_id,
+            department_id: self.department_id,
+            topics,
+            owner_id: self.owner.and_then(|o| o.0),
+            shared: self.owner.map(|o| o.1),
         }
     }
 
@@ -76,17 +161,19 @@ impl Change {
     }
 }
 
+/// Appends `c` and its topic index rows; returns the sequence number and the topics.
 pub(crate) async fn append(
     conn: &mut sqlx::AnyConnection,
     c: &Change,
     at: Timestamp,
     actor_user_id: Option<Id>,
     actor_api_key_id: Option<Id>,
-) -> StoreResult<i64> {
+) -> StoreResult<(i64, Vec<Topic>)> {
+    let topics = c.topics();
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO change_log (at, actor_user_id, actor_api_key_id, entity, entity_id, op, data, \
-         client_id, lead_id, interest_id, dialog_id, department_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
+         client_id, lead_id, interest_id, dialog_id, department_id, topics, owner_id, shared) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
     )
     .bind(at.micros())
     .bind(actor_user_id)
@@ -100,9 +187,19 @@ pub(crate) async fn append(
     .bind(c.interest_id)
     .bind(c.dialog_id)
     .bind(c.department_id)
-    .fetch_one(conn)
+    .bind(Topic::format_list(&topics))
+    .bind(c.owner.and_then(|o| o.0))
+    .bind(c.owner.map(|o| i64::from(o.1)))
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(seq)
+    for t in &topics {
+        sqlx::query("INSERT INTO change_topics (topic, seq) VALUES ($1, $2)")
+            .bind(t.to_string())
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((seq, topics))
 }
 
 impl SqlStore {
@@ -140,6 +237,29 @@ impl SqlStore {
             .bind(entity_id)
             .bind(before)
             .bind(super::page_limit(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rs.iter().map(rows::change).collect()
+    }
+
+    /// Entries of `topic` with `since < seq <= until`, oldest first, at most `limit`.
+    pub(crate) async fn topic_changes_impl(
+        &self,
+        topic: Topic,
+        since: i64,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChangeEntry>> {
+        let sql = format!(
+            "SELECT {} FROM change_topics t JOIN change_log c ON c.seq = t.seq \
+             WHERE t.topic = $1 AND t.seq > $2 AND t.seq <= $3 ORDER BY t.seq LIMIT $4",
+            rows::CHANGE_COLS_C
+        );
+        let rs = sqlx::query(&sql)
+            .bind(topic.to_string())
+            .bind(since)
+            .bind(until)
+            .bind(limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
         rs.iter().map(rows::change).collect()

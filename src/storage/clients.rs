@@ -130,7 +130,8 @@ impl SqlStore {
         tx.log(
             Change::new("client", client.id, "create", &client)
                 .party(Some(client.id), None)
-                .department(client.department_id),
+                .department(client.department_id)
+                .owner(client.responsible_id, client.shared),
         );
         Ok(client)
     }
@@ -324,7 +325,8 @@ impl SqlStore {
         tx.log(
             Change::new("client", id, "update", &c)
                 .party(Some(id), None)
-                .department(c.department_id),
+                .department(c.department_id)
+                .owner(c.responsible_id, c.shared),
         );
         tx.commit().await?;
         Ok(c)
@@ -722,7 +724,8 @@ impl SqlStore {
         tx.log(
             Change::new("lead", lead.id, "create", &lead)
                 .party(None, Some(lead.id))
-                .department(lead.department_id),
+                .department(lead.department_id)
+                .owner(lead.responsible_id, lead.shared),
         );
         let owner = Owner {
             client_id: None,
@@ -858,7 +861,8 @@ impl SqlStore {
         tx.log(
             Change::new("lead", id, "update", &l)
                 .party(None, Some(id))
-                .department(l.department_id),
+                .department(l.department_id)
+                .owner(l.responsible_id, l.shared),
         );
         tx.commit().await?;
         Ok(l)

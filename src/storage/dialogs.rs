@@ -499,7 +499,8 @@ impl SqlStore {
                 .party(d.client_id, d.lead_id)
                 .interest(d.interest_id)
                 .dialog(Some(dialog_id))
-                .department(d.department_id),
+                .department(d.department_id)
+                .owner(d.assignee_id, d.shared),
         );
         tx.commit().await?;
         Ok((m, true))
@@ -561,7 +562,9 @@ impl SqlStore {
         };
         let mut tx = self.write(actor).await?;
         let sql = format!(
-            "SELECT {} FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.id = $1 AND {}{}",
+            "SELECT {}, d.assignee_id AS d_assignee_id, d.shared AS d_shared, d.department_id AS d_department_id, \
+             d.client_id AS d_client_id, d.lead_id AS d_lead_id, d.interest_id AS d_interest_id \
+             FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.id = $1 AND {}{}",
             rows::MESSAGE_COLS,
             access::owned(actor, "d", "assignee_id"),
             if tx.backend() == super::Backend::Postgres { " FOR UPDATE OF m" } else { "" }
@@ -572,6 +575,18 @@ impl SqlStore {
             .await?
             .ok_or(StoreError::NotFound { entity: "message" })?;
         let mut m = rows::message(&row)?;
+        let scope = Change::new("message", message_id, "delivery", ())
+            .party(
+                rows::opt_id(&row, "d_client_id")?,
+                rows::opt_id(&row, "d_lead_id")?,
+            )
+            .interest(rows::opt_id(&row, "d_interest_id")?)
+            .dialog(Some(m.dialog_id))
+            .department(rows::opt_id(&row, "d_department_id")?)
+            .owner(
+                rows::opt_id(&row, "d_assignee_id")?,
+                rows::flag(&row, "d_shared")?,
+            );
         if m.direction == Direction::Inbound {
             return Err(StoreError::Conflict {
                 field: "status".into(),
@@ -603,7 +618,10 @@ impl SqlStore {
             .bind(message_id)
             .execute(tx.conn())
             .await?;
-        tx.log(Change::new("message", message_id, "delivery", &m).dialog(Some(m.dialog_id)));
+        tx.log(Change {
+            data: serde_json::to_value(&m).unwrap_or_default(),
+            ..scope
+        });
         tx.commit().await?;
         Ok(m)
     }
@@ -912,16 +930,18 @@ async fn operator_assignable(tx: &mut WriteTx, actor: &Actor, operator: Id) -> S
     }
 }
 
-fn dialog_change(d: &Dialog, op: &'static str) -> Change {
+pub(crate) fn dialog_change(d: &Dialog, op: &'static str) -> Change {
     Change::new("dialog", d.id, op, d)
         .party(d.client_id, d.lead_id)
         .interest(d.interest_id)
         .dialog(Some(d.id))
         .department(d.department_id)
+        .owner(d.assignee_id, d.shared)
 }
 
 fn call_change(k: &Call, op: &'static str) -> Change {
     Change::new("call", k.id, op, k)
         .party(k.client_id, k.lead_id)
         .interest(k.interest_id)
+        .owner(k.operator_id, false)
 }

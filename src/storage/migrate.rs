@@ -15,12 +15,20 @@ struct Migration {
 
 /// The migrations, in order. The same numbering exists in `migrations/sqlite` and
 /// `migrations/postgres`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "realtime",
+        sqlite: include_str!("../../migrations/sqlite/0002_realtime.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_realtime.sql"),
+    },
+];
 
 /// Applies the pending migrations.
 ///

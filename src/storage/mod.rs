@@ -190,6 +190,15 @@ pub enum IdentityOwner {
     Lead(Id),
 }
 
+/// Receives the entries of every committed write transaction, in commit order on SQLite
+/// (called while the writer lock is still held) and nearly so on PostgreSQL. Must not block:
+/// the hub's sink copies into a bounded inbox and, when that is full, drops and later reads
+/// the change log instead.
+pub trait CommitSink: Send + Sync + std::fmt::Debug {
+    /// Entries just committed, oldest first.
+    fn committed(&self, entries: Vec<ChangeEntry>);
+}
+
 /// The system of record. Every method that reads or writes business data takes the acting
 /// [`Actor`] and applies its row-level access rules.
 #[async_trait]
@@ -465,6 +474,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<ChangeEntry>>;
     /// The highest sequence number written so far (0 when empty).
     async fn last_seq(&self) -> StoreResult<i64>;
+    /// Entries of one topic with `since < seq <= until`, oldest first, at most `limit`
+    /// (the caller checks the actor may follow the topic).
+    async fn topic_changes(
+        &self,
+        topic: Topic,
+        since: i64,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChangeEntry>>;
+    /// Sets where committed changes go (the node's hub); replaces an earlier sink.
+    fn set_commit_sink(&self, sink: Arc<dyn CommitSink>);
 }
 
 /// The SQL store. Open it with [`SqlStore::open`].
@@ -475,6 +495,7 @@ pub struct SqlStore {
     /// SQLite: one writer at a time (see the module docs). Unused on PostgreSQL.
     writer: Arc<Mutex<()>>,
     rules: IdentityRules,
+    sink: Arc<std::sync::RwLock<Option<Arc<dyn CommitSink>>>>,
 }
 
 impl SqlStore {
@@ -496,6 +517,7 @@ impl SqlStore {
             backend,
             writer: Arc::new(Mutex::new(())),
             rules,
+            sink: Arc::new(std::sync::RwLock::new(None)),
         };
         migrate::run(&store.pool, backend).await?;
         Ok(store)
@@ -528,8 +550,10 @@ impl SqlStore {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
+        let sink = self.sink.read().map(|s| s.clone()).unwrap_or_default();
         Ok(WriteTx {
             inner: Some(tx),
+            sink,
             guard,
             backend: self.backend,
             actor_user_id: actor.user_id(),
@@ -548,6 +572,7 @@ impl SqlStore {
 /// while the next writer fails with "database is locked".
 pub(crate) struct WriteTx {
     inner: Option<Transaction<'static, Any>>,
+    sink: Option<Arc<dyn CommitSink>>,
     guard: Option<OwnedMutexGuard<()>>,
     backend: Backend,
     actor_user_id: Option<Id>,
@@ -575,16 +600,23 @@ impl WriteTx {
         self.changes.push(change);
     }
 
-    /// Appends the collected changes and commits. Returns the last sequence number written.
+    /// Appends the collected changes and commits, then hands the entries to the commit sink
+    /// (still holding the SQLite writer lock, so the sink sees commit order). Returns the
+    /// last sequence number written.
     pub(crate) async fn commit(mut self) -> StoreResult<Option<i64>> {
         let mut last = None;
+        let mut entries = Vec::with_capacity(self.changes.len());
         if !self.changes.is_empty() {
             if self.backend == Backend::Postgres {
                 postgres::lock_change_log(self.conn()).await?;
             }
             let (now, user, key) = (self.now, self.actor_user_id, self.actor_api_key_id);
             for c in std::mem::take(&mut self.changes) {
-                last = Some(changes::append(self.conn(), &c, now, user, key).await?);
+                let (seq, topics) = changes::append(self.conn(), &c, now, user, key).await?;
+                last = Some(seq);
+                if self.sink.is_some() {
+                    entries.push(c.entry(seq, now, user, key, topics));
+                }
             }
         }
         let tx = self
@@ -592,6 +624,9 @@ impl WriteTx {
             .take()
             .expect("the transaction is present until commit or drop");
         tx.commit().await?;
+        if let (Some(sink), false) = (&self.sink, entries.is_empty()) {
+            sink.committed(entries);
+        }
         Ok(last)
     }
 }
@@ -1077,6 +1112,22 @@ impl Store for SqlStore {
         before: Option<i64>,
     ) -> StoreResult<Vec<ChangeEntry>> {
         self.audit_impl(entity, entity_id, limit, before).await
+    }
+
+    async fn topic_changes(
+        &self,
+        topic: Topic,
+        since: i64,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChangeEntry>> {
+        self.topic_changes_impl(topic, since, until, limit).await
+    }
+
+    fn set_commit_sink(&self, sink: Arc<dyn CommitSink>) {
+        if let Ok(mut s) = self.sink.write() {
+            *s = Some(sink);
+        }
     }
 
     async fn last_seq(&self) -> StoreResult<i64> {

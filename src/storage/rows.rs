@@ -351,7 +351,12 @@ pub(crate) fn feed_entry(r: &AnyRow) -> StoreResult<FeedEntry> {
 
 pub(crate) const CHANGE_COLS: &str =
     "seq, at, actor_user_id, actor_api_key_id, entity, entity_id, op, data, \
-     client_id, lead_id, interest_id, dialog_id, department_id";
+     client_id, lead_id, interest_id, dialog_id, department_id, topics, owner_id, shared";
+
+/// [`CHANGE_COLS`] under the alias `c`.
+pub(crate) const CHANGE_COLS_C: &str =
+    "c.seq, c.at, c.actor_user_id, c.actor_api_key_id, c.entity, c.entity_id, c.op, c.data, \
+     c.client_id, c.lead_id, c.interest_id, c.dialog_id, c.department_id, c.topics, c.owner_id, c.shared";
 
 pub(crate) fn change(r: &AnyRow) -> StoreResult<ChangeEntry> {
     let data = serde_json::from_str(&text(r, "data")?)
@@ -370,5 +375,8 @@ pub(crate) fn change(r: &AnyRow) -> StoreResult<ChangeEntry> {
         interest_id: opt_id(r, "interest_id")?,
         dialog_id: opt_id(r, "dialog_id")?,
         department_id: opt_id(r, "department_id")?,
+        topics: Topic::parse_list(&text(r, "topics")?),
+        owner_id: opt_id(r, "owner_id")?,
+        shared: opt_id(r, "shared")?.map(|v| v != 0),
     })
 }
