@@ -21,6 +21,133 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// What the pipeline does with an inquiry (the intake wizard's rules).
+    pub intake: IntakeConfig,
+    /// WebSockets, presence and multi-node settings.
+    pub realtime: RealtimeConfig,
+    /// Channel instances, keyed by instance id: `[connectors.site_api] type = "api"`.
+    pub connectors: std::collections::BTreeMap<String, ConnectorConfig>,
+}
+
+/// The intake rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// When to open an Interest for an inquiry with none open: `never`, `new_party` (a
+    /// sender seen for the first time; default) or `when_none_open`.
+    pub open_interest: crate::domain::OpenInterest,
+}
+
+/// Real-time settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeConfig {
+    /// `redis://host:port` to run several nodes; empty for one node (in-process bus).
+    pub redis_url: String,
+    /// This node's name (default: host name and process id).
+    pub node_id: String,
+    /// Events a connection may have queued before it is closed as slow (resumable).
+    pub connection_queue: usize,
+    /// Events kept in memory for resuming connections.
+    pub replay_ring: usize,
+    /// Most events replayed to one subscription; beyond, the client is told to resync.
+    pub max_replay: usize,
+    /// WebSocket read buffer per connection, in bytes.
+    pub read_buffer_bytes: usize,
+    /// Largest frame an operator or bot may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Seconds between pings; a connection silent for three intervals is closed.
+    pub ping_interval_secs: u64,
+    /// Seconds an operator stays online after their last connection closed.
+    pub presence_grace_secs: u64,
+    /// Frames per second a connection may send (burst: twice as many).
+    pub frames_per_sec: u32,
+    /// Pipeline workers (inbound events of one thread always go to the same worker).
+    pub pipeline_workers: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            node_id: String::new(),
+            connection_queue: 1024,
+            replay_ring: 20_000,
+            max_replay: 1000,
+            read_buffer_bytes: 4096,
+            max_frame_bytes: 64 * 1024,
+            ping_interval_secs: 25,
+            presence_grace_secs: 30,
+            frames_per_sec: 20,
+            pipeline_workers: 4,
+        }
+    }
+}
+
+/// One channel instance.
+#[derive(Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectorConfig {
+    /// A generic HTTP channel: a system posts inbound events to
+    /// `/api/v1/connectors/{id}/events` with an API key; replies are posted to
+    /// `outbound_url`, signed with `outbound_secret`.
+    Api {
+        /// Channel name shown on dialogs (default `api`).
+        #[serde(default)]
+        channel: Option<String>,
+        /// Name of the department whose queue new dialogs join.
+        #[serde(default)]
+        department: Option<String>,
+        /// Where replies go (`http://` or `https://`); none: replies stay pending.
+        #[serde(default)]
+        outbound_url: Option<String>,
+        /// HMAC-SHA256 key for the `X-Kommutator-Signature` header of replies.
+        #[serde(default)]
+        outbound_secret: Option<String>,
+    },
+}
+
+impl ConnectorConfig {
+    /// The `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorConfig::Api { .. } => "api",
+        }
+    }
+    /// The channel name dialogs of this instance carry.
+    pub fn channel(&self) -> String {
+        match self {
+            ConnectorConfig::Api { channel, .. } => channel.clone().unwrap_or_else(|| "api".into()),
+        }
+    }
+    /// The department name whose queue new dialogs join.
+    pub fn department(&self) -> Option<&str> {
+        match self {
+            ConnectorConfig::Api { department, .. } => department.as_deref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectorConfig::Api {
+                channel,
+                department,
+                outbound_url,
+                outbound_secret,
+            } => f
+                .debug_struct("Api")
+                .field("channel", channel)
+                .field("department", department)
+                .field("outbound_url", &outbound_url.as_deref().map(redact_url))
+                .field(
+                    "outbound_secret",
+                    &outbound_secret.as_ref().map(|_| "<redacted>"),
+                )
+                .finish(),
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -294,6 +421,67 @@ impl Config {
         }
         if self.auth.session_ttl_hours == 0 {
             return Err(key("auth.session_ttl_hours", "must be at least 1".into()));
+        }
+        let rt = &self.realtime;
+        if !rt.redis_url.is_empty() && !rt.redis_url.starts_with("redis://") {
+            return Err(key("realtime.redis_url", "use redis://host:port".into()));
+        }
+        if !(16..=65_536).contains(&rt.connection_queue) {
+            return Err(key("realtime.connection_queue", "must be 16 to 65536".into()));
+        }
+        if !(512..=1_048_576).contains(&rt.read_buffer_bytes) {
+            return Err(key("realtime.read_buffer_bytes", "must be 512 to 1048576".into()));
+        }
+        if !(1024..=16_777_216).contains(&rt.max_frame_bytes) {
+            return Err(key("realtime.max_frame_bytes", "must be 1024 to 16777216".into()));
+        }
+        if !(1..=3600).contains(&rt.ping_interval_secs) {
+            return Err(key("realtime.ping_interval_secs", "must be 1 to 3600".into()));
+        }
+        if rt.frames_per_sec == 0 {
+            return Err(key("realtime.frames_per_sec", "must be at least 1".into()));
+        }
+        if !(1..=64).contains(&rt.pipeline_workers) {
+            return Err(key("realtime.pipeline_workers", "must be 1 to 64".into()));
+        }
+        if rt.max_replay == 0 || rt.replay_ring == 0 {
+            return Err(key("realtime.max_replay", "max_replay and replay_ring must be at least 1".into()));
+        }
+        for (id, c) in &self.connectors {
+            let k = format!("connectors.{id}");
+            let ok = (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(key(&k, "an instance id is 1 to 64 of a-z, 0-9, '_' and '-'".into()));
+            }
+            if id == "widget" || id == "operator" {
+                return Err(key(&k, format!("`{id}` is reserved for the built-in channel")));
+            }
+            match c {
+                ConnectorConfig::Api {
+                    outbound_url,
+                    channel,
+                    ..
+                } => {
+                    if let Some(u) = outbound_url {
+                        if !(u.starts_with("http://") || u.starts_with("https://")) {
+                            return Err(key(
+                                &format!("{k}.outbound_url"),
+                                "use an http:// or https:// URL".into(),
+                            ));
+                        }
+                    }
+                    if let Some(ch) = channel {
+                        let ok = (1..=64).contains(&ch.len())
+                            && ch.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                        if !ok {
+                            return Err(key(&format!("{k}.channel"), "1 to 64 of a-z, 0-9, '_' and '-'".into()));
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

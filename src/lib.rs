@@ -11,6 +11,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
+pub mod pipeline;
+pub mod routing;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -92,12 +92,63 @@ impl App {
             config.auth.max_failures_per_login,
             config.auth.max_failures_per_address,
         );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let rt = &config.realtime;
+        let hub = crate::hub::Hub::start(
+            store.clone(),
+            crate::hub::HubConfig {
+                ring_capacity: rt.replay_ring,
+                position_check: if rt.redis_url.is_empty() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(1)
+                },
+                ..crate::hub::HubConfig::default()
+            },
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot start the hub")?;
+        let node_id = if rt.node_id.is_empty() {
+            default_node_id()
+        } else {
+            rt.node_id.clone()
+        };
+        let channels = config
+            .connectors
+            .iter()
+            .map(|(id, c)| crate::pipeline::ChannelInfo {
+                connector_id: id.clone(),
+                channel: c.channel(),
+                department: c.department().map(str::to_owned),
+            })
+            .collect();
+        let pipeline = crate::pipeline::Pipeline::start(
+            store.clone(),
+            hub.clone(),
+            channels,
+            config.intake.open_interest,
+            rt.pipeline_workers,
+            256,
+            shutdown.clone(),
+        );
+        let routing = crate::routing::Routing::start(
+            store.clone(),
+            hub.clone(),
+            node_id,
+            Duration::from_secs(rt.presence_grace_secs),
+            shutdown.clone(),
+        );
         let state = AppState {
             store,
             config: Arc::new(config),
             limiter: Arc::new(limiter),
             metrics: crate::telemetry::metrics(),
             started: Instant::now(),
+            hub,
+            pipeline,
+            routing,
+            shutdown,
         };
         Ok(Self { state, listener })
     }
@@ -124,14 +175,33 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
-        axum::serve(
+        let token = self.state.shutdown.clone();
+        let result = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // WebSockets and background tasks end on this; graceful shutdown then waits
+            // for their connections to close.
+            token.cancel();
+        })
         .await
-        .context("server failed")
+        .context("server failed");
+        self.state.shutdown.cancel();
+        result
     }
+}
+
+/// The node id when none is configured: host name and process id.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -72,6 +72,15 @@ pub struct Dialog {
     pub updated_at: Timestamp,
     /// When it was closed.
     pub closed_at: Option<Timestamp>,
+    /// When the current assignee got it.
+    pub assigned_at: Option<Timestamp>,
+    /// Why the current assignee got it (`sticky_manager`, `round_robin`, `least_loaded`,
+    /// `manual`, `transfer`, `reoffer_timeout`, `handover`), or `queued`.
+    pub assign_reason: Option<String>,
+    /// Waiting for an operator's answer since (the first unanswered inbound message).
+    pub waiting_since: Option<Timestamp>,
+    /// Inbound messages the assignee has not marked read.
+    pub unread: i64,
 }
 
 /// Input for a new dialog (connectors and integrations; the pipeline opens most dialogs).

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,14 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// When the process started.
     pub started: Instant,
+    /// This node's hub: sequenced events and their subscribers.
+    pub hub: Arc<crate::hub::Hub>,
+    /// The ingest pipeline.
+    pub pipeline: crate::pipeline::Pipeline,
+    /// Presence and routing.
+    pub routing: Arc<crate::routing::Routing>,
+    /// Cancelled when the process shuts down (closes WebSockets with "going away").
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The whole HTTP application.
@@ -52,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/", get(index))
+        .route("/ws/operator", get(ws::operator::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

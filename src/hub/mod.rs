@@ -522,8 +522,10 @@ impl Hub {
                 ring.pop_front();
             }
         }
-        self.head.store(entry.seq, Ordering::Release);
+        // The head moves after the fan-out: a connection that registers a topic and then
+        // reads the head knows every event up to it has been routed (see `http::ws`).
         let n = self.router.fan_out(&ev, &self.metrics);
+        self.head.store(entry.seq, Ordering::Release);
         self.metrics.events.fetch_add(1, Ordering::Relaxed);
         self.metrics.deliveries.fetch_add(n, Ordering::Relaxed);
         self.head_moved.send_replace(entry.seq);

@@ -702,31 +702,9 @@ impl SqlStore {
             input.shared,
         )
         .await?;
-        let now = tx.now.micros();
-        let sql = format!(
-            "INSERT INTO leads (name, company_name, phone, email, source, status, responsible_id, department_id, shared, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $9) RETURNING {}",
-            rows::LEAD_COLS.replace("l.", "")
-        );
-        let row = sqlx::query(&sql)
-            .bind(&name)
-            .bind(company)
-            .bind(&phone)
-            .bind(&email)
-            .bind(source)
-            .bind(own.responsible_id)
-            .bind(own.department_id)
-            .bind(i64::from(own.shared))
-            .bind(now)
-            .fetch_one(tx.conn())
+        let lead = self
+            .insert_lead(&mut tx, &name, company, &phone, &email, source, own)
             .await?;
-        let lead = rows::lead(&row)?;
-        tx.log(
-            Change::new("lead", lead.id, "create", &lead)
-                .party(None, Some(lead.id))
-                .department(lead.department_id)
-                .owner(lead.responsible_id, lead.shared),
-        );
         let owner = Owner {
             client_id: None,
             contact_id: None,
@@ -752,6 +730,62 @@ impl SqlStore {
         }
         tx.commit().await?;
         Ok(lead)
+    }
+
+    /// Inserts a lead row and logs it (identities are the caller's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn insert_lead(
+        &self,
+        tx: &mut WriteTx,
+        name: &str,
+        company: Option<String>,
+        phone: &Option<String>,
+        email: &Option<String>,
+        source: Option<String>,
+        own: Ownership,
+    ) -> StoreResult<Lead> {
+        let now = tx.now.micros();
+        let sql = format!(
+            "INSERT INTO leads (name, company_name, phone, email, source, status, responsible_id, department_id, shared, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $9) RETURNING {}",
+            rows::LEAD_COLS.replace("l.", "")
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .bind(company)
+            .bind(phone)
+            .bind(email)
+            .bind(source)
+            .bind(own.responsible_id)
+            .bind(own.department_id)
+            .bind(i64::from(own.shared))
+            .bind(now)
+            .fetch_one(tx.conn())
+            .await?;
+        let lead = rows::lead(&row)?;
+        tx.log(
+            Change::new("lead", lead.id, "create", &lead)
+                .party(None, Some(lead.id))
+                .department(lead.department_id)
+                .owner(lead.responsible_id, lead.shared),
+        );
+        Ok(lead)
+    }
+
+    /// Adds an identity of a lead.
+    pub(crate) async fn add_lead_identity(
+        &self,
+        tx: &mut WriteTx,
+        lead_id: Id,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Identity> {
+        let owner = Owner {
+            client_id: None,
+            contact_id: None,
+            lead_id: Some(lead_id),
+        };
+        self.insert_identity(tx, "identities", owner, kind, value).await
     }
 
     pub(crate) async fn get_lead_impl(&self, actor: &Actor, id: Id) -> StoreResult<Lead> {

@@ -346,6 +346,37 @@ impl SqlStore {
             return Ok(before);
         }
         d.updated_at = tx.now;
+        let moved = d.assignee_id != before.assignee_id || d.department_id != before.department_id;
+        if moved {
+            let reason = if before.assignee_id.is_some() || d.department_id != before.department_id {
+                AssignReason::Transfer
+            } else {
+                AssignReason::Manual
+            };
+            d.assign_reason = Some(
+                if d.assignee_id.is_some() { reason } else { AssignReason::Queued }
+                    .as_str()
+                    .to_owned(),
+            );
+            d.assigned_at = d.assignee_id.map(|_| tx.now);
+            sqlx::query(
+                "INSERT INTO dialog_assignments (dialog_id, user_id, department_id, reason, by_user_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(d.assignee_id)
+            .bind(d.department_id)
+            .bind(reason.as_str())
+            .bind(actor.user_id())
+            .bind(tx.now.micros())
+            .execute(tx.conn())
+            .await?;
+            sqlx::query("UPDATE dialogs SET assign_reason = $1, assigned_at = $2 WHERE id = $3")
+                .bind(&d.assign_reason)
+                .bind(d.assigned_at.map(Timestamp::micros))
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+        }
         sqlx::query(
             "UPDATE dialogs SET assignee_id = $1, department_id = $2, interest_id = $3, shared = $4, status = $5, closed_at = $6, \
              updated_at = $7 WHERE id = $8",
@@ -360,7 +391,12 @@ impl SqlStore {
         .bind(id)
         .execute(tx.conn())
         .await?;
-        tx.log(dialog_change(&d, op));
+        let mut change = dialog_change(&d, op);
+        if let Some(p) = before.assignee_id.filter(|p| Some(*p) != d.assignee_id) {
+            // The previous assignee's "my dialogs" learns it left.
+            change = change.also(Topic::user(p));
+        }
+        tx.log(change);
         tx.commit().await?;
         Ok(d)
     }
@@ -459,15 +495,32 @@ impl SqlStore {
             d.status = DialogStatus::Open;
             d.closed_at = None;
         }
+        match direction {
+            Direction::Inbound => {
+                d.unread += 1;
+                d.waiting_since = d.waiting_since.or(Some(sent_at));
+            }
+            // Answered: nobody waits any more, and the operator has read what came before.
+            Direction::Outbound => {
+                d.waiting_since = None;
+                d.unread = 0;
+            }
+        }
         d.updated_at = tx.now;
-        sqlx::query("UPDATE dialogs SET last_message_at = $1, status = $2, closed_at = $3, updated_at = $4 WHERE id = $5")
-            .bind(d.last_message_at.map(Timestamp::micros))
-            .bind(d.status.as_str())
-            .bind(d.closed_at.map(Timestamp::micros))
-            .bind(d.updated_at.micros())
-            .bind(dialog_id)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE dialogs SET last_message_at = $1, status = $2, closed_at = $3, updated_at = $4, waiting_since = $5, \
+             unread = $6 WHERE id = $7",
+        )
+        .bind(d.last_message_at.map(Timestamp::micros))
+        .bind(d.status.as_str())
+        .bind(d.closed_at.map(Timestamp::micros))
+        .bind(d.updated_at.micros())
+        .bind(d.waiting_since.map(Timestamp::micros))
+        .bind(d.unread)
+        .bind(dialog_id)
+        .execute(tx.conn())
+        .await?;
+        tx.log(dialog_change(&d, "message"));
         if d.client_id.is_some() || d.lead_id.is_some() {
             let title = match direction {
                 Direction::Inbound => format!("Message via {}", d.channel),

@@ -237,20 +237,6 @@ impl SqlStore {
             None,
         )
         .await?;
-        let scenario_id = match input.scenario_id {
-            Some(s) => s,
-            None => {
-                sqlx::query_scalar::<_, i64>("SELECT MIN(id) FROM sales_scenarios")
-                    .fetch_one(tx.conn())
-                    .await?
-            }
-        };
-        let first = sqlx::query("SELECT id, position, name, outcome FROM stages WHERE scenario_id = $1 ORDER BY position LIMIT 1")
-            .bind(scenario_id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or_else(|| FieldError::new("scenario_id", "not_found", format!("sales scenario {scenario_id} does not exist")))?;
-        let stage = rows::stage(&first)?;
         // Default: the client's manager when the actor may assign to them (a supervisor, an
         // admin, the manager themselves), else the actor.
         let own = match (input.responsible_id, party.responsible_id) {
@@ -263,60 +249,18 @@ impl SqlStore {
             },
             (None, None) => ownership(&mut tx, actor, actor.user_id(), None, input.shared).await?,
         };
-        let now = tx.now.micros();
-        let sql = format!(
-            "INSERT INTO interests (title, client_id, contact_id, lead_id, scenario_id, stage_id, status, amount_minor, currency, \
-             source, responsible_id, department_id, shared, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING {}",
-            rows::INTEREST_COLS.replace("n.", "")
-        );
-        let row = sqlx::query(&sql)
-            .bind(&title)
-            .bind(party.client_id)
-            .bind(party.contact_id)
-            .bind(party.lead_id)
-            .bind(scenario_id)
-            .bind(stage.id)
-            .bind(stage.outcome.as_str())
-            .bind(amt)
-            .bind(&cur)
-            .bind(source)
-            .bind(own.responsible_id)
-            .bind(own.department_id)
-            .bind(i64::from(own.shared))
-            .bind(now)
-            .fetch_one(tx.conn())
-            .await?;
-        let interest = rows::interest(&row)?;
-        sqlx::query("INSERT INTO interest_stage_history (interest_id, from_stage_id, to_stage_id, changed_by, changed_at) VALUES ($1, NULL, $2, $3, $4)")
-            .bind(interest.id)
-            .bind(stage.id)
-            .bind(actor.user_id())
-            .bind(now)
-            .execute(tx.conn())
-            .await?;
-        upsert(
+        let interest = insert_interest(
             &mut tx,
-            &FeedItem {
-                kind: FeedKind::Interest,
-                ref_type: "interest",
-                ref_id: interest.id,
-                client_id: interest.client_id,
-                contact_id: interest.contact_id,
-                lead_id: interest.lead_id,
-                interest_id: Some(interest.id),
-                occurred_at: interest.created_at,
-                title: &interest.title,
-                text: Some(&stage.name),
-            },
+            actor.user_id(),
+            (party.client_id, party.contact_id, party.lead_id),
+            input.scenario_id,
+            &title,
+            amt,
+            &cur,
+            source,
+            own,
         )
         .await?;
-        tx.log(
-            Change::new("interest", interest.id, "create", &interest)
-                .party(interest.client_id, interest.lead_id)
-                .interest(Some(interest.id))
-                .department(interest.department_id),
-        );
         tx.commit().await?;
         Ok(interest)
     }
@@ -762,4 +706,89 @@ impl SqlStore {
         tx.commit().await?;
         Ok(x)
     }
+}
+
+/// Inserts an Interest at the first stage of its scenario (default: the first scenario),
+/// with its stage history, Feed entry and change; the caller has checked the party.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_interest(
+    tx: &mut WriteTx,
+    by_user: Option<Id>,
+    (client_id, contact_id, lead_id): (Option<Id>, Option<Id>, Option<Id>),
+    scenario_id: Option<Id>,
+    title: &str,
+    amt: Option<i64>,
+    cur: &str,
+    source: Option<String>,
+    own: Ownership,
+) -> StoreResult<Interest> {
+        let scenario_id = match scenario_id {
+            Some(s) => s,
+            None => {
+                sqlx::query_scalar::<_, i64>("SELECT MIN(id) FROM sales_scenarios")
+                    .fetch_one(tx.conn())
+                    .await?
+            }
+        };
+        let first = sqlx::query("SELECT id, position, name, outcome FROM stages WHERE scenario_id = $1 ORDER BY position LIMIT 1")
+            .bind(scenario_id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or_else(|| FieldError::new("scenario_id", "not_found", format!("sales scenario {scenario_id} does not exist")))?;
+        let stage = rows::stage(&first)?;
+        let now = tx.now.micros();
+        let sql = format!(
+            "INSERT INTO interests (title, client_id, contact_id, lead_id, scenario_id, stage_id, status, amount_minor, currency, \
+             source, responsible_id, department_id, shared, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING {}",
+            rows::INTEREST_COLS.replace("n.", "")
+        );
+        let row = sqlx::query(&sql)
+            .bind(title)
+            .bind(client_id)
+            .bind(contact_id)
+            .bind(lead_id)
+            .bind(scenario_id)
+            .bind(stage.id)
+            .bind(stage.outcome.as_str())
+            .bind(amt)
+            .bind(cur)
+            .bind(source)
+            .bind(own.responsible_id)
+            .bind(own.department_id)
+            .bind(i64::from(own.shared))
+            .bind(now)
+            .fetch_one(tx.conn())
+            .await?;
+        let interest = rows::interest(&row)?;
+        sqlx::query("INSERT INTO interest_stage_history (interest_id, from_stage_id, to_stage_id, changed_by, changed_at) VALUES ($1, NULL, $2, $3, $4)")
+            .bind(interest.id)
+            .bind(stage.id)
+            .bind(by_user)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+        upsert(
+            tx,
+            &FeedItem {
+                kind: FeedKind::Interest,
+                ref_type: "interest",
+                ref_id: interest.id,
+                client_id: interest.client_id,
+                contact_id: interest.contact_id,
+                lead_id: interest.lead_id,
+                interest_id: Some(interest.id),
+                occurred_at: interest.created_at,
+                title: &interest.title,
+                text: Some(&stage.name),
+            },
+        )
+        .await?;
+        tx.log(
+            Change::new("interest", interest.id, "create", &interest)
+                .party(interest.client_id, interest.lead_id)
+                .interest(Some(interest.id))
+                .department(interest.department_id),
+        );
+    Ok(interest)
 }

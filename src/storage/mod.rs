@@ -24,6 +24,7 @@ mod feed;
 mod interests;
 mod migrate;
 pub mod postgres;
+mod routing;
 mod rows;
 pub mod sqlite;
 mod users;
@@ -485,6 +486,59 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<ChangeEntry>>;
     /// Sets where committed changes go (the node's hub); replaces an earlier sink.
     fn set_commit_sink(&self, sink: Arc<dyn CommitSink>);
+
+    // -- real-time core: presence, routing, ingest
+    /// The message a channel knows by `channel_id` (provider id or external id).
+    async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>>;
+    /// The dialog of a channel thread.
+    async fn dialog_by_thread(&self, connector_id: &str, thread_id: &str) -> StoreResult<Option<Dialog>>;
+    /// Outbound messages of a connector not yet handed to it (id > `after_id`), oldest first.
+    async fn pending_outbound(&self, connector_id: &str, after_id: Id, limit: i64) -> StoreResult<Vec<(Message, Dialog)>>;
+    /// An operator's presence and load.
+    async fn operator_state(&self, user_id: Id) -> StoreResult<OperatorState>;
+    /// Presence and load of the operators (of one department).
+    async fn operator_states(&self, department_id: Option<Id>) -> StoreResult<Vec<OperatorState>>;
+    /// An operator connection opened on `node_id`.
+    async fn presence_connected(&self, user_id: Id, node_id: &str) -> StoreResult<OperatorState>;
+    /// An operator connection on `node_id` closed (presence waits for the grace period).
+    async fn presence_disconnected(&self, user_id: Id, node_id: &str) -> StoreResult<()>;
+    /// Sets the operator offline when no live node holds a connection of theirs.
+    async fn presence_expire(&self, user_id: Id, alive_after: Timestamp) -> StoreResult<OperatorState>;
+    /// The operator chose online or away.
+    async fn presence_choose(&self, user_id: Id, chosen: PresenceStatus) -> StoreResult<OperatorState>;
+    /// Marks the operator on a call (full load) or free.
+    async fn set_on_call(&self, user_id: Id, on_call: bool) -> StoreResult<OperatorState>;
+    /// Records this node's heartbeat.
+    async fn node_heartbeat(&self, node_id: &str, started_at: Timestamp) -> StoreResult<()>;
+    /// Forgets dead nodes and their connections; returns the users affected.
+    async fn sweep_nodes(&self, dead_before: Timestamp) -> StoreResult<Vec<Id>>;
+    /// Users not offline who have no connection left.
+    async fn present_without_connections(&self) -> StoreResult<Vec<Id>>;
+    /// Takes or renews a cluster-wide lease until `until`; true when this node holds it.
+    async fn try_lease(&self, name: &str, node_id: &str, until: Timestamp) -> StoreResult<bool>;
+    /// Gives a lease up.
+    async fn release_lease(&self, name: &str, node_id: &str) -> StoreResult<()>;
+    /// A department's routing settings.
+    async fn routing_settings(&self, department_id: Id) -> StoreResult<RoutingSettings>;
+    /// Changes a department's routing settings (admin).
+    async fn update_routing(&self, actor: &Actor, department_id: Id, patch: &RoutingPatch) -> StoreResult<RoutingSettings>;
+    /// Changes an operator's capacity (admin).
+    async fn set_max_dialogs(&self, actor: &Actor, user_id: Id, max: i64) -> StoreResult<OperatorState>;
+    /// Assigns waiting dialogs of a department while operators have room.
+    async fn drain_queue(&self, department_id: Id, max: usize) -> StoreResult<Vec<Assignment>>;
+    /// Departments with unassigned open dialogs.
+    async fn departments_with_queue(&self) -> StoreResult<Vec<Id>>;
+    /// Offers dialogs unanswered past their department's timeout to the next operator.
+    async fn reoffer_due(&self, now: Timestamp) -> StoreResult<Vec<Assignment>>;
+    /// Assigns or transfers a dialog to an operator or a department, with the reason.
+    async fn assign_dialog(&self, actor: &Actor, dialog_id: Id, user_id: Option<Id>, department_id: Option<Id>, reason: AssignReason) -> StoreResult<(Dialog, Assignment)>;
+    /// A dialog's assignments, oldest first.
+    async fn dialog_assignments(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Vec<Assignment>>;
+    /// Marks a dialog read.
+    async fn mark_read(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Dialog>;
+    /// Persists an inbound message with identification, dialog, Interest and routing, in
+    /// one transaction; idempotent on `(connector_id, external_id)`.
+    async fn ingest_message(&self, input: &IngestMessage) -> StoreResult<IngestOutcome>;
 }
 
 /// The SQL store. Open it with [`SqlStore::open`].
@@ -1128,6 +1182,106 @@ impl Store for SqlStore {
         if let Ok(mut s) = self.sink.write() {
             *s = Some(sink);
         }
+    }
+
+    async fn operator_state(&self, user_id: Id) -> StoreResult<OperatorState> {
+        self.operator_state_impl(user_id).await
+    }
+
+    async fn operator_states(&self, department_id: Option<Id>) -> StoreResult<Vec<OperatorState>> {
+        self.operator_states_impl(department_id).await
+    }
+
+    async fn presence_connected(&self, user_id: Id, node_id: &str) -> StoreResult<OperatorState> {
+        self.presence_connected_impl(user_id, node_id).await
+    }
+
+    async fn presence_disconnected(&self, user_id: Id, node_id: &str) -> StoreResult<()> {
+        self.presence_disconnected_impl(user_id, node_id).await
+    }
+
+    async fn presence_expire(&self, user_id: Id, alive_after: Timestamp) -> StoreResult<OperatorState> {
+        self.presence_expire_impl(user_id, alive_after).await
+    }
+
+    async fn presence_choose(&self, user_id: Id, chosen: PresenceStatus) -> StoreResult<OperatorState> {
+        self.presence_choose_impl(user_id, chosen).await
+    }
+
+    async fn set_on_call(&self, user_id: Id, on_call: bool) -> StoreResult<OperatorState> {
+        self.set_on_call_impl(user_id, on_call).await
+    }
+
+    async fn node_heartbeat(&self, node_id: &str, started_at: Timestamp) -> StoreResult<()> {
+        self.node_heartbeat_impl(node_id, started_at).await
+    }
+
+    async fn sweep_nodes(&self, dead_before: Timestamp) -> StoreResult<Vec<Id>> {
+        self.sweep_nodes_impl(dead_before).await
+    }
+
+    async fn present_without_connections(&self) -> StoreResult<Vec<Id>> {
+        self.present_without_connections_impl().await
+    }
+
+    async fn try_lease(&self, name: &str, node_id: &str, until: Timestamp) -> StoreResult<bool> {
+        self.try_lease_impl(name, node_id, until).await
+    }
+
+    async fn release_lease(&self, name: &str, node_id: &str) -> StoreResult<()> {
+        self.release_lease_impl(name, node_id).await
+    }
+
+    async fn routing_settings(&self, department_id: Id) -> StoreResult<RoutingSettings> {
+        self.routing_settings_impl(department_id).await
+    }
+
+    async fn update_routing(&self, actor: &Actor, department_id: Id, patch: &RoutingPatch) -> StoreResult<RoutingSettings> {
+        self.update_routing_impl(actor, department_id, patch).await
+    }
+
+    async fn set_max_dialogs(&self, actor: &Actor, user_id: Id, max: i64) -> StoreResult<OperatorState> {
+        self.set_max_dialogs_impl(actor, user_id, max).await
+    }
+
+    async fn drain_queue(&self, department_id: Id, max: usize) -> StoreResult<Vec<Assignment>> {
+        self.drain_queue_impl(department_id, max).await
+    }
+
+    async fn departments_with_queue(&self) -> StoreResult<Vec<Id>> {
+        self.departments_with_queue_impl().await
+    }
+
+    async fn reoffer_due(&self, now: Timestamp) -> StoreResult<Vec<Assignment>> {
+        self.reoffer_due_impl(now).await
+    }
+
+    async fn assign_dialog(&self, actor: &Actor, dialog_id: Id, user_id: Option<Id>, department_id: Option<Id>, reason: AssignReason) -> StoreResult<(Dialog, Assignment)> {
+        self.assign_dialog_impl(actor, dialog_id, user_id, department_id, reason).await
+    }
+
+    async fn dialog_assignments(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Vec<Assignment>> {
+        self.dialog_assignments_impl(actor, dialog_id).await
+    }
+
+    async fn mark_read(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Dialog> {
+        self.mark_read_impl(actor, dialog_id).await
+    }
+
+    async fn ingest_message(&self, input: &IngestMessage) -> StoreResult<IngestOutcome> {
+        self.ingest_message_impl(input).await
+    }
+
+    async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>> {
+        self.message_by_channel_id_impl(connector_id, channel_id).await
+    }
+
+    async fn dialog_by_thread(&self, connector_id: &str, thread_id: &str) -> StoreResult<Option<Dialog>> {
+        self.dialog_by_thread_impl(connector_id, thread_id).await
+    }
+
+    async fn pending_outbound(&self, connector_id: &str, after_id: Id, limit: i64) -> StoreResult<Vec<(Message, Dialog)>> {
+        self.pending_outbound_impl(connector_id, after_id, limit).await
     }
 
     async fn last_seq(&self) -> StoreResult<i64> {

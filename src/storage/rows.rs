@@ -249,28 +249,52 @@ pub(crate) fn interaction(r: &AnyRow) -> StoreResult<Interaction> {
 
 pub(crate) const DIALOG_COLS: &str = "d.id, d.channel, d.connector_id, d.external_thread_id, d.identity_id, \
      d.client_id, d.contact_id, d.lead_id, d.interest_id, d.assignee_id, d.department_id, d.shared, d.status, \
-     d.subject, d.last_message_at, d.created_at, d.updated_at, d.closed_at";
+     d.subject, d.last_message_at, d.created_at, d.updated_at, d.closed_at, d.assigned_at, d.assign_reason, \
+     d.waiting_since, d.unread";
+
+/// [`DIALOG_COLS`] renamed `d_*`, to read a dialog beside another row.
+pub(crate) const DIALOG_COLS_AS: &str = "d.id AS d_id, d.channel AS d_channel, d.connector_id AS d_connector_id, \
+     d.external_thread_id AS d_external_thread_id, d.identity_id AS d_identity_id, d.client_id AS d_client_id, \
+     d.contact_id AS d_contact_id, d.lead_id AS d_lead_id, d.interest_id AS d_interest_id, d.assignee_id AS d_assignee_id, \
+     d.department_id AS d_department_id, d.shared AS d_shared, d.status AS d_status, d.subject AS d_subject, \
+     d.last_message_at AS d_last_message_at, d.created_at AS d_created_at, d.updated_at AS d_updated_at, \
+     d.closed_at AS d_closed_at, d.assigned_at AS d_assigned_at, d.assign_reason AS d_assign_reason, \
+     d.waiting_since AS d_waiting_since, d.unread AS d_unread";
+
+/// A dialog read with [`DIALOG_COLS_AS`].
+pub(crate) fn dialog_as(r: &AnyRow) -> StoreResult<Dialog> {
+    dialog_with(r, "d_")
+}
 
 pub(crate) fn dialog(r: &AnyRow) -> StoreResult<Dialog> {
+    dialog_with(r, "")
+}
+
+fn dialog_with(r: &AnyRow, p: &str) -> StoreResult<Dialog> {
+    let c = |n: &str| format!("{p}{n}");
     Ok(Dialog {
-        id: id(r, "id")?,
-        channel: text(r, "channel")?,
-        connector_id: text(r, "connector_id")?,
-        external_thread_id: text(r, "external_thread_id")?,
-        identity_id: opt_id(r, "identity_id")?,
-        client_id: opt_id(r, "client_id")?,
-        contact_id: opt_id(r, "contact_id")?,
-        lead_id: opt_id(r, "lead_id")?,
-        interest_id: opt_id(r, "interest_id")?,
-        assignee_id: opt_id(r, "assignee_id")?,
-        department_id: opt_id(r, "department_id")?,
-        shared: flag(r, "shared")?,
-        status: parsed(r, "status", DialogStatus::parse)?,
-        subject: opt_text(r, "subject")?,
-        last_message_at: opt_ts(r, "last_message_at")?,
-        created_at: ts(r, "created_at")?,
-        updated_at: ts(r, "updated_at")?,
-        closed_at: opt_ts(r, "closed_at")?,
+        id: id(r, &c("id"))?,
+        channel: text(r, &c("channel"))?,
+        connector_id: text(r, &c("connector_id"))?,
+        external_thread_id: text(r, &c("external_thread_id"))?,
+        identity_id: opt_id(r, &c("identity_id"))?,
+        client_id: opt_id(r, &c("client_id"))?,
+        contact_id: opt_id(r, &c("contact_id"))?,
+        lead_id: opt_id(r, &c("lead_id"))?,
+        interest_id: opt_id(r, &c("interest_id"))?,
+        assignee_id: opt_id(r, &c("assignee_id"))?,
+        department_id: opt_id(r, &c("department_id"))?,
+        shared: flag(r, &c("shared"))?,
+        status: parsed(r, &c("status"), DialogStatus::parse)?,
+        subject: opt_text(r, &c("subject"))?,
+        last_message_at: opt_ts(r, &c("last_message_at"))?,
+        created_at: ts(r, &c("created_at"))?,
+        updated_at: ts(r, &c("updated_at"))?,
+        closed_at: opt_ts(r, &c("closed_at"))?,
+        assigned_at: opt_ts(r, &c("assigned_at"))?,
+        assign_reason: opt_text(r, &c("assign_reason"))?,
+        waiting_since: opt_ts(r, &c("waiting_since"))?,
+        unread: id(r, &c("unread"))?,
     })
 }
 

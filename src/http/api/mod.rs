@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clients;
 pub mod dialogs;
 pub mod interests;
+pub mod realtime;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -77,6 +78,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(admin::list_scenarios, admin::create_scenario))
         .routes(routes!(admin::audit))
+        .routes(routes!(realtime::post_event))
+        .routes(routes!(realtime::post_batch))
+        .routes(routes!(realtime::position))
+        .routes(routes!(realtime::assignments))
+        .routes(routes!(realtime::assign))
+        .routes(routes!(realtime::operators))
+        .routes(routes!(realtime::get_routing, realtime::update_routing))
+        .routes(routes!(realtime::set_capacity))
         .routes(routes!(admin::changes))
         .routes(routes!(clients::search_clients, clients::create_client))
         .routes(routes!(clients::get_client, clients::update_client))
