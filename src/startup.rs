@@ -139,6 +139,28 @@ impl App {
             Duration::from_secs(rt.presence_grace_secs),
             shutdown.clone(),
         );
+        for (id, c) in &config.connectors {
+            let crate::config::ConnectorConfig::Api {
+                outbound_url: Some(url),
+                outbound_secret,
+                ..
+            } = c
+            else {
+                continue;
+            };
+            tokio::spawn(crate::pipeline::outbound::run_webhook(
+                crate::pipeline::outbound::WebhookTarget {
+                    connector_id: id.clone(),
+                    url: url.clone(),
+                    secret: outbound_secret.clone(),
+                },
+                store.clone(),
+                hub.clone(),
+                pipeline.clone(),
+                routing.node_id().to_owned(),
+                shutdown.clone(),
+            ));
+        }
         let state = AppState {
             store,
             config: Arc::new(config),

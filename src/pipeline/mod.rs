@@ -12,6 +12,8 @@
 //! slows down instead of buffering. Events of one thread always go to the same worker, in
 //! order.
 
+pub mod outbound;
+
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};

@@ -11,5 +11,7 @@ mod custom_fields;
 mod helpers;
 mod input_regressions;
 mod leads;
+mod realtime_e2e;
 mod smoke;
 mod storage_story;
+mod ws_client;
