@@ -27,6 +27,59 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// Channel instances, keyed by instance id: `[connectors.site_api] type = "api"`.
     pub connectors: std::collections::BTreeMap<String, ConnectorConfig>,
+    /// The website chat widget.
+    pub widget: WidgetConfig,
+}
+
+/// The website chat widget: one entry per site that embeds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WidgetConfig {
+    /// Sites by site key (the key the page passes; public): `[widget.sites.shop]`.
+    pub sites: std::collections::BTreeMap<String, WidgetSite>,
+    /// Frames per second a visitor may send (burst: twice as many).
+    pub frames_per_sec: u32,
+    /// Longest message a visitor may send, in characters.
+    pub max_text_chars: usize,
+    /// Largest frame a visitor may send, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WidgetConfig {
+    fn default() -> Self {
+        Self {
+            sites: std::collections::BTreeMap::new(),
+            frames_per_sec: 5,
+            max_text_chars: 4000,
+            max_frame_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// One site with the widget.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WidgetSite {
+    /// Department whose queue the site's chats join (by name).
+    pub department: Option<String>,
+    /// Page origins allowed to connect (`https://shop.example`); empty: any.
+    pub origins: Vec<String>,
+    /// Key the site's backend signs logged-in customers' ids with (HMAC-SHA256), so the
+    /// hub recognises them; none: visitors stay anonymous.
+    pub identity_secret: Option<String>,
+}
+
+impl std::fmt::Debug for WidgetSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WidgetSite")
+            .field("department", &self.department)
+            .field("origins", &self.origins)
+            .field(
+                "identity_secret",
+                &self.identity_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// The intake rules.
@@ -400,6 +453,7 @@ impl Config {
             key: k.into(),
             message: m,
         };
+        let key_err = key;
         crate::domain::IdentityRules::for_region(&self.identity.default_region)
             .map_err(|m| key("identity.default_region", m))?;
         let db = &self.database.url;
@@ -446,6 +500,27 @@ impl Config {
         }
         if rt.max_replay == 0 || rt.replay_ring == 0 {
             return Err(key("realtime.max_replay", "max_replay and replay_ring must be at least 1".into()));
+        }
+        for key in self.widget.sites.keys() {
+            let ok = (1..=57).contains(&key.len())
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                return Err(key_err(
+                    &format!("widget.sites.{key}"),
+                    "a site key is 1 to 57 of a-z, 0-9 and '_'".into(),
+                ));
+            }
+        }
+        if self.widget.frames_per_sec == 0 || !(1..=100_000).contains(&self.widget.max_text_chars) {
+            return Err(key_err(
+                "widget",
+                "frames_per_sec must be at least 1 and max_text_chars 1 to 100000".into(),
+            ));
+        }
+        if !(1024..=1_048_576).contains(&self.widget.max_frame_bytes) {
+            return Err(key_err("widget.max_frame_bytes", "must be 1024 to 1048576".into()));
         }
         for (id, c) in &self.connectors {
             let k = format!("connectors.{id}");

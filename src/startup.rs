@@ -114,7 +114,7 @@ impl App {
         } else {
             rt.node_id.clone()
         };
-        let channels = config
+        let mut channels: Vec<crate::pipeline::ChannelInfo> = config
             .connectors
             .iter()
             .map(|(id, c)| crate::pipeline::ChannelInfo {
@@ -123,6 +123,14 @@ impl App {
                 department: c.department().map(str::to_owned),
             })
             .collect();
+        channels.extend(crate::http::ws::widget::channels(&config.widget.sites));
+        let widget_key = store
+            .hub_setting("widget_token_key", &new_secret())
+            .await
+            .context("cannot read the widget token key")?;
+        let visitor_tokens = Some(crate::http::ws::widget::VisitorTokens::new(
+            widget_key.as_bytes(),
+        ));
         let pipeline = crate::pipeline::Pipeline::start(
             store.clone(),
             hub.clone(),
@@ -171,6 +179,7 @@ impl App {
             pipeline,
             routing,
             shutdown,
+            visitor_tokens,
         };
         Ok(Self { state, listener })
     }
@@ -213,6 +222,14 @@ impl App {
         self.state.shutdown.cancel();
         result
     }
+}
+
+/// A random 256-bit secret, hex.
+fn new_secret() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The node id when none is configured: host name and process id.

@@ -43,6 +43,8 @@ pub struct AppState {
     pub routing: Arc<crate::routing::Routing>,
     /// Cancelled when the process shuts down (closes WebSockets with "going away").
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Signs widget visitor tokens (the key is shared by all nodes through the store).
+    pub visitor_tokens: Option<ws::widget::VisitorTokens>,
 }
 
 /// The whole HTTP application.
@@ -62,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/", get(index))
         .route("/ws/operator", get(ws::operator::handler))
+        .route("/ws/widget", get(ws::widget::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

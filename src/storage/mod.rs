@@ -488,6 +488,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn set_commit_sink(&self, sink: Arc<dyn CommitSink>);
 
     // -- real-time core: presence, routing, ingest
+    /// A hub-wide setting, initialised to `init` by the first node that asks.
+    async fn hub_setting(&self, key: &str, init: &str) -> StoreResult<String>;
     /// The message a channel knows by `channel_id` (provider id or external id).
     async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>>;
     /// The dialog of a channel thread.
@@ -1270,6 +1272,10 @@ impl Store for SqlStore {
 
     async fn ingest_message(&self, input: &IngestMessage) -> StoreResult<IngestOutcome> {
         self.ingest_message_impl(input).await
+    }
+
+    async fn hub_setting(&self, key: &str, init: &str) -> StoreResult<String> {
+        self.hub_setting_impl(key, init).await
     }
 
     async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>> {

@@ -332,6 +332,24 @@ impl SqlStore {
 
     // ---------------------------------------------------------------- settings
 
+    /// A hub-wide setting; `init` is stored first when it is missing (the first node to
+    /// start wins, every node reads the same value).
+    pub(crate) async fn hub_setting_impl(&self, key: &str, init: &str) -> StoreResult<String> {
+        {
+            let _guard = self.single_write_guard().await;
+            sqlx::query("INSERT INTO hub_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(init)
+                .execute(&self.pool)
+                .await?;
+        }
+        let v: String = sqlx::query_scalar("SELECT value FROM hub_settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
     pub(crate) async fn routing_settings_impl(
         &self,
         department_id: Id,

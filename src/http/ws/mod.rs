@@ -6,6 +6,7 @@
 
 pub mod operator;
 pub mod subscriptions;
+pub mod widget;
 
 use std::time::Instant;
 
