@@ -14,6 +14,7 @@ mod leads;
 mod realtime_e2e;
 mod realtime_resume;
 mod realtime_routing;
+mod realtime_widget;
 mod smoke;
 mod storage_story;
 mod ws_bad_input;

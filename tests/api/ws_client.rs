@@ -159,6 +159,28 @@ impl Ws {
         }
     }
 
+    /// The next JSON frame, or `None` once the socket closed or ended.
+    pub async fn stream_next_or_end(&mut self) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(FRAME_WAIT, self.stream.next()).await {
+                Err(_) => panic!("neither a frame nor the end within {FRAME_WAIT:?}"),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    eprintln!("socket error: {e}");
+                    return None;
+                }
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    eprintln!("socket closed: {c:?}");
+                    return None;
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Reads until the socket ends; the close code if a close frame came.
     pub async fn ended(&mut self) -> Ended {
         loop {

@@ -120,6 +120,27 @@ pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     false
 }
 
+/// Sends a close frame, then reads (and discards) what the client still sends until its
+/// close frame arrives or a second passes. Dropping the socket with unread input would make
+/// the kernel reset the connection, and the client would lose the error and close frames
+/// sent just before.
+pub async fn close_gracefully(socket: &mut axum::extract::ws::WebSocket, code: u16, reason: &'static str) {
+    use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    if tokio::time::timeout_at(deadline, socket.send(frame)).await.is_err() {
+        return;
+    }
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, socket.recv()).await {
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
 /// Whether the request authenticates with a bearer header (not a cookie).
 pub fn has_bearer(headers: &HeaderMap) -> bool {
     headers.contains_key(header::AUTHORIZATION)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -259,14 +259,7 @@ impl Conn {
             self.state.hub.unsubscribe(t, self.handle.id);
         }
         if let Flow::Close(code, reason) = flow {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                self.socket.send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                }))),
-            )
-            .await;
+            super::close_gracefully(&mut self.socket, code, reason).await;
         }
         routing.disconnected(self.user.id);
         metrics::gauge!("kommutator_ws_connections", "kind" => "operator").decrement(1.0);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -238,6 +238,8 @@ struct Visitor {
     dialog: Option<Id>,
     /// The subscription's replay bound (live events of the dialog after it).
     until: i64,
+    /// Messages this connection sent and had acked: not echoed back to it.
+    own: std::collections::VecDeque<Id>,
     last_sent: i64,
 }
 
@@ -275,6 +277,7 @@ impl Visitor {
             },
             dialog: None,
             until: 0,
+            own: std::collections::VecDeque::new(),
             last_sent: 0,
         }
     }
@@ -284,14 +287,7 @@ impl Visitor {
             self.state.hub.unsubscribe(Topic::dialog(d), self.handle.id);
         }
         if let Flow::Close(code, reason) = flow {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                self.socket.send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                }))),
-            )
-            .await;
+            super::close_gracefully(&mut self.socket, code, reason).await;
         }
         metrics::gauge!("kommutator_ws_connections", "kind" => "widget").decrement(1.0);
     }
@@ -514,7 +510,11 @@ impl Visitor {
 
     /// Sends events in the visitor's shape; internal events are skipped.
     async fn send_events(&mut self, events: &[Arc<Event>]) -> bool {
-        let frames: Vec<(i64, String)> = events.iter().filter_map(|e| visitor_frame(e).map(|f| (e.seq, f))).collect();
+        let frames: Vec<(i64, String)> = events
+            .iter()
+            .filter(|e| !(&*e.entity == "message" && self.own.contains(&e.entity_id)))
+            .filter_map(|e| visitor_frame(e).map(|f| (e.seq, f)))
+            .collect();
         if frames.is_empty() {
             return true;
         }
@@ -633,6 +633,10 @@ impl Visitor {
         let outcome = self.state.pipeline.submit(ev).await;
         let reply = match outcome {
             Ok(Processed::Message(crate::domain::IngestOutcome::Stored { message, dialog, .. })) => {
+                self.own.push_back(message.id);
+                if self.own.len() > 256 {
+                    self.own.pop_front();
+                }
                 if self.dialog.is_none() {
                     // Follow the new dialog from now on (the message itself is acked).
                     let _ = self.follow(&dialog, None).await;
