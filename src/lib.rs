@@ -6,6 +6,7 @@
 //! of record). ARCHITECTURE.md has the map.
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;

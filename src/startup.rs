@@ -114,6 +114,18 @@ impl App {
         } else {
             rt.node_id.clone()
         };
+        if !rt.redis_url.is_empty() {
+            let addr = crate::bus::redis::RedisAddr::parse(&rt.redis_url)
+                .map_err(|m| anyhow::anyhow!("realtime.redis_url: {m}"))?;
+            let bus = crate::bus::redis::RedisBus::start(
+                addr,
+                node_id.clone(),
+                hub.clone(),
+                shutdown.clone(),
+            );
+            hub.set_bus(bus);
+            tracing::info!(node = %node_id, "multi-node: events go over redis too");
+        }
         let mut channels: Vec<crate::pipeline::ChannelInfo> = config
             .connectors
             .iter()

@@ -81,7 +81,7 @@ pub struct FeedEntry {
 }
 
 /// One change: who changed what, when, with the sequence number consoles resume from.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeEntry {
     /// Sequence number, growing in commit order.
     pub seq: i64,
@@ -112,7 +112,7 @@ pub struct ChangeEntry {
     pub department_id: Option<Id>,
     /// The topics the change was published on (`dialog:7`, `user:3`, ...).
     #[schema(value_type = Vec<String>)]
-    #[serde(serialize_with = "topics_as_strings")]
+    #[serde(serialize_with = "topics_as_strings", deserialize_with = "topics_from_strings")]
     pub topics: Vec<Topic>,
     /// The user who owns the record the change is about (assignee, responsible), when known.
     pub owner_id: Option<Id>,
@@ -122,6 +122,12 @@ pub struct ChangeEntry {
 
 fn topics_as_strings<S: serde::Serializer>(t: &[Topic], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(t.iter().map(ToString::to_string))
+}
+
+fn topics_from_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Topic>, D::Error> {
+    let v: Vec<String> = Vec::deserialize(d)?;
+    // A topic kind from a newer node is skipped, as when reading the stored list.
+    Ok(v.iter().filter_map(|t| t.parse().ok()).collect())
 }
 
 /// Preview of a text for the Feed: the first 200 characters on one line.

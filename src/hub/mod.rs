@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use event::{Event, Owner};
 
+use crate::bus::{Bus, BusBody};
 use crate::domain::{ChangeEntry, Topic};
 use crate::storage::{CommitSink, Store, StoreResult};
 
@@ -175,6 +176,11 @@ struct HubSink(Arc<Hub>);
 
 impl CommitSink for HubSink {
     fn committed(&self, entries: Vec<ChangeEntry>) {
+        if let Some(bus) = self.0.bus() {
+            bus.publish(BusBody::Changes {
+                entries: entries.clone(),
+            });
+        }
         self.0.offer(entries);
     }
 }
@@ -200,6 +206,7 @@ pub struct Hub {
     /// Wakes waiters (routing reactions, tests) when the head moves.
     head_moved: tokio::sync::watch::Sender<i64>,
     next_conn: AtomicU64,
+    bus: RwLock<Option<Arc<dyn Bus>>>,
     /// Counters.
     pub metrics: HubMetrics,
 }
@@ -231,11 +238,54 @@ impl Hub {
             head: AtomicI64::new(head),
             head_moved,
             next_conn: AtomicU64::new(1),
+            bus: RwLock::new(None),
             metrics: HubMetrics::default(),
         });
         store.set_commit_sink(Arc::new(HubSink(hub.clone())));
         tokio::spawn(hub.clone().run_sequencer(shutdown));
         Ok(hub)
+    }
+
+    /// Connects the hub to other nodes: local commits and ephemeral events are published.
+    pub fn set_bus(&self, bus: Arc<dyn Bus>) {
+        if let Ok(mut b) = self.bus.write() {
+            *b = Some(bus);
+        }
+    }
+
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
+        self.bus.read().ok().and_then(|b| b.clone())
+    }
+
+    /// A message from another node.
+    pub fn receive_remote(&self, body: BusBody) {
+        match body {
+            BusBody::Changes { entries } => self.offer(entries),
+            BusBody::Ephemeral {
+                topics,
+                entity,
+                entity_id,
+                op,
+                owner,
+                frame,
+            } => {
+                let ev = Event {
+                    seq: self.head(),
+                    ephemeral: true,
+                    topics: topics.iter().filter_map(|t| t.parse().ok()).collect(),
+                    entity: entity.into(),
+                    entity_id,
+                    op: op.into(),
+                    owner: owner.map(|(user_id, department_id, shared)| Owner {
+                        user_id,
+                        department_id,
+                        shared,
+                    }),
+                    frame: frame.into(),
+                };
+                self.fan_out_ephemeral(ev);
+            }
+        }
     }
 
     /// The last seq delivered to connections.
@@ -305,9 +355,23 @@ impl Hub {
         self.router.remove(topic, id);
     }
 
-    /// Publishes an ephemeral event (typing) to this node's connections. It is not stored,
-    /// not sequenced and not replayed.
+    /// Publishes an ephemeral event (typing) to the connections of this node and, through
+    /// the bus, of the others. It is not stored, not sequenced and not replayed.
     pub fn publish_ephemeral(&self, ev: Event) {
+        if let Some(bus) = self.bus() {
+            bus.publish(BusBody::Ephemeral {
+                topics: ev.topics.iter().map(ToString::to_string).collect(),
+                entity: ev.entity.to_string(),
+                entity_id: ev.entity_id,
+                op: ev.op.to_string(),
+                owner: ev.owner.map(|o| (o.user_id, o.department_id, o.shared)),
+                frame: ev.frame.as_str().to_owned(),
+            });
+        }
+        self.fan_out_ephemeral(ev);
+    }
+
+    fn fan_out_ephemeral(&self, ev: Event) {
         let ev = Arc::new(ev);
         let n = self.router.fan_out(&ev, &self.metrics);
         self.metrics.deliveries.fetch_add(n, Ordering::Relaxed);
