@@ -117,6 +117,9 @@ pub struct RealtimeConfig {
     pub frames_per_sec: u32,
     /// Pipeline workers (inbound events of one thread always go to the same worker).
     pub pipeline_workers: usize,
+    /// Seconds a node holds a cluster-wide lease (a channel's outbound delivery) without
+    /// renewing it; another node takes over that long after a node dies.
+    pub lease_secs: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -133,6 +136,7 @@ impl Default for RealtimeConfig {
             presence_grace_secs: 30,
             frames_per_sec: 20,
             pipeline_workers: 4,
+            lease_secs: 15,
         }
     }
 }
@@ -494,6 +498,9 @@ impl Config {
         }
         if rt.frames_per_sec == 0 {
             return Err(key("realtime.frames_per_sec", "must be at least 1".into()));
+        }
+        if !(3..=3600).contains(&rt.lease_secs) {
+            return Err(key("realtime.lease_secs", "must be 3 to 3600".into()));
         }
         if !(1..=64).contains(&rt.pipeline_workers) {
             return Err(key("realtime.pipeline_workers", "must be 1 to 64".into()));

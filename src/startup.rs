@@ -173,6 +173,7 @@ impl App {
                     connector_id: id.clone(),
                     url: url.clone(),
                     secret: outbound_secret.clone(),
+                    lease: Duration::from_secs(config.realtime.lease_secs),
                 },
                 store.clone(),
                 hub.clone(),

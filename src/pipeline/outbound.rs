@@ -22,8 +22,6 @@ use crate::domain::{Attachment, Dialog, Id, Message, Timestamp};
 use crate::hub::Hub;
 use crate::storage::Store;
 
-/// How long a lease lasts; it is renewed at a third of that.
-const LEASE: Duration = Duration::from_secs(15);
 
 /// Where and how a channel's replies go.
 #[derive(Clone)]
@@ -34,6 +32,8 @@ pub struct WebhookTarget {
     pub url: String,
     /// HMAC key for the signature header.
     pub secret: Option<String>,
+    /// How long the cluster lease lasts without renewal (renewed at a third of it).
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for WebhookTarget {
@@ -80,12 +80,13 @@ pub async fn run_webhook(
         }
     };
     let lease = format!("connector:{}", target.connector_id);
+    let ttl = target.lease;
     let mut head = hub.watch_head();
     loop {
         // Wait for the lease.
         loop {
             match store
-                .try_lease(&lease, &node_id, lease_until())
+                .try_lease(&lease, &node_id, lease_until(ttl))
                 .await
             {
                 Ok(true) => break,
@@ -94,12 +95,12 @@ pub async fn run_webhook(
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(LEASE / 3) => {}
+                () = tokio::time::sleep(ttl / 3) => {}
             }
         }
         tracing::info!(connector = %target.connector_id, node = %node_id, "delivering replies of this channel");
         metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone()).set(1.0);
-        let mut renew = tokio::time::interval(LEASE / 3);
+        let mut renew = tokio::time::interval(ttl / 3);
         renew.tick().await;
         let mut after: Id = 0;
         let held = 'held: loop {
@@ -127,7 +128,7 @@ pub async fn run_webhook(
                 () = shutdown.cancelled() => break 'held false,
                 r = head.changed() => if r.is_err() { break 'held false },
                 _ = renew.tick() => {
-                    match store.try_lease(&lease, &node_id, lease_until()).await {
+                    match store.try_lease(&lease, &node_id, lease_until(ttl)).await {
                         Ok(true) => {}
                         Ok(false) => break 'held true,
                         Err(e) => tracing::warn!(error = %e, %lease, "cannot renew the lease"),
@@ -146,8 +147,8 @@ pub async fn run_webhook(
     }
 }
 
-fn lease_until() -> Timestamp {
-    Timestamp(Timestamp::now().micros() + i64::try_from(LEASE.as_micros()).unwrap_or(15_000_000))
+fn lease_until(ttl: Duration) -> Timestamp {
+    Timestamp(Timestamp::now().micros() + i64::try_from(ttl.as_micros()).unwrap_or(15_000_000))
 }
 
 /// Posts one reply with retries; reports the result through the pipeline.

@@ -113,7 +113,7 @@ pub struct TestApp {
     pub admin: Principal,
     /// HTTP client.
     pub http: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for TestApp {

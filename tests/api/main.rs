@@ -11,6 +11,7 @@ mod custom_fields;
 mod helpers;
 mod input_regressions;
 mod leads;
+mod multinode;
 mod realtime_e2e;
 mod realtime_resume;
 mod realtime_routing;

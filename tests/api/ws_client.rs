@@ -23,6 +23,17 @@ pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// What [`Ws::poll`] saw.
+#[derive(Debug)]
+pub enum Polled {
+    /// A JSON frame.
+    Frame(Value),
+    /// Nothing within the wait.
+    Idle,
+    /// The socket closed or failed.
+    Ended,
+}
+
 /// How a socket ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -112,6 +123,22 @@ impl Ws {
                 Ok(Message::Close(c)) => panic!("socket closed: {c:?}"),
                 Ok(_) => continue,
                 Err(e) => panic!("socket error: {e}"),
+            }
+        }
+    }
+
+    /// The next JSON frame within `wait`; `Ended` when the socket closed or broke (a node
+    /// died), instead of panicking.
+    pub async fn poll(&mut self, wait: Duration) -> Polled {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Polled::Idle,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Polled::Ended,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Polled::Frame(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }
