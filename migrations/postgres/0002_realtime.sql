@@ -21,6 +21,9 @@ ALTER TABLE departments ADD COLUMN routing_policy TEXT NOT NULL DEFAULT 'round_r
 -- Seconds an assigned dialog may go unanswered before it is offered to the next operator;
 -- 0 turns re-offering off.
 ALTER TABLE departments ADD COLUMN offer_timeout_secs BIGINT NOT NULL DEFAULT 120;
+-- New dialogs wait for a bot (connected on /ws/bot) until it hands them over, or until
+-- the offer timeout passes without an answer.
+ALTER TABLE departments ADD COLUMN bot_first BIGINT NOT NULL DEFAULT 0 CHECK (bot_first IN (0, 1));
 -- The last operator round-robin picked in this department.
 ALTER TABLE departments ADD COLUMN rr_last_user_id BIGINT;
 

@@ -85,6 +85,8 @@ pub enum AssignReason {
     Transfer,
     /// Handed over by a bot.
     Handover,
+    /// Held for the department's bot (its `bot_first` setting) until it hands over.
+    Bot,
     /// Nobody could take it: waiting in the department queue.
     Queued,
 }
@@ -100,6 +102,7 @@ impl AssignReason {
             AssignReason::Manual => "manual",
             AssignReason::Transfer => "transfer",
             AssignReason::Handover => "handover",
+            AssignReason::Bot => "bot",
             AssignReason::Queued => "queued",
         }
     }
@@ -163,6 +166,9 @@ pub struct RoutingSettings {
     pub policy: RoutingPolicy,
     /// Seconds before an unanswered dialog is offered to the next operator (0: never).
     pub offer_timeout_secs: i64,
+    /// New dialogs wait for the department's bot until it hands them over (or the offer
+    /// timeout passes unanswered).
+    pub bot_first: bool,
 }
 
 /// Changes to a department's routing settings.
@@ -175,6 +181,9 @@ pub struct RoutingPatch {
     /// Offer timeout in seconds, 0 to 86400.
     #[serde(default)]
     pub offer_timeout_secs: Option<i64>,
+    /// New dialogs go to the bot first.
+    #[serde(default)]
+    pub bot_first: Option<bool>,
 }
 
 /// When the pipeline opens an Interest for an inquiry (the intake wizard's rule).

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/ws/operator", get(ws::operator::handler))
         .route("/ws/widget", get(ws::widget::handler))
+        .route("/ws/bot", get(ws::operator::bot_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -355,7 +355,7 @@ impl SqlStore {
         department_id: Id,
     ) -> StoreResult<RoutingSettings> {
         let row = sqlx::query(
-            "SELECT id, routing_policy, offer_timeout_secs FROM departments WHERE id = $1",
+            "SELECT id, routing_policy, offer_timeout_secs, bot_first FROM departments WHERE id = $1",
         )
         .bind(department_id)
         .fetch_optional(&self.pool)
@@ -391,15 +391,16 @@ impl SqlStore {
         department_exists(&mut tx, "department_id", department_id).await?;
         sqlx::query(
             "UPDATE departments SET routing_policy = COALESCE($1, routing_policy), \
-             offer_timeout_secs = COALESCE($2, offer_timeout_secs) WHERE id = $3",
+             offer_timeout_secs = COALESCE($2, offer_timeout_secs), bot_first = COALESCE($3, bot_first) WHERE id = $4",
         )
         .bind(patch.policy.map(RoutingPolicy::as_str))
         .bind(patch.offer_timeout_secs)
+        .bind(patch.bot_first.map(i64::from))
         .bind(department_id)
         .execute(tx.conn())
         .await?;
         let row = sqlx::query(
-            "SELECT id, routing_policy, offer_timeout_secs FROM departments WHERE id = $1",
+            "SELECT id, routing_policy, offer_timeout_secs, bot_first FROM departments WHERE id = $1",
         )
         .bind(department_id)
         .fetch_one(tx.conn())
@@ -576,7 +577,8 @@ impl SqlStore {
         let now = tx.now;
         d.assignee_id = user_id;
         d.assign_reason = Some(reason.as_str().to_owned());
-        d.assigned_at = user_id.map(|_| now);
+        // A bot's hold has a start too: the offer timeout runs from it.
+        d.assigned_at = (user_id.is_some() || reason == AssignReason::Bot).then_some(now);
         d.updated_at = now;
         sqlx::query(
             "UPDATE dialogs SET assignee_id = $1, department_id = $2, assign_reason = $3, assigned_at = $4, updated_at = $5 WHERE id = $6",
@@ -620,7 +622,9 @@ impl SqlStore {
                 }
             }
         }
-        let op = if user_id.is_none() {
+        let op = if reason == AssignReason::Bot {
+            "bot"
+        } else if user_id.is_none() {
             "queue"
         } else if previous.is_some() && previous != user_id {
             "transfer"
@@ -649,6 +653,19 @@ impl SqlStore {
         }
         if let Some(dep) = d.department_id {
             Self::lock_department(tx, dep).await?;
+            let bot_first: Option<i64> =
+                sqlx::query_scalar("SELECT bot_first FROM departments WHERE id = $1")
+                    .bind(dep)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            if bot_first == Some(1) {
+                if d.assign_reason.as_deref() == Some(AssignReason::Bot.as_str()) {
+                    return Ok(None);
+                }
+                return Ok(Some(
+                    Self::record_assignment(tx, d, None, AssignReason::Bot, None, None).await?,
+                ));
+            }
         }
         match Self::choose(tx, d, None, true).await? {
             Some((u, reason)) => {
@@ -681,6 +698,7 @@ impl SqlStore {
         let mut out = Vec::new();
         let sql = format!(
             "SELECT {} FROM dialogs d WHERE d.department_id = $1 AND d.status = 'open' AND d.assignee_id IS NULL \
+             AND (d.assign_reason IS NULL OR d.assign_reason <> 'bot') \
              ORDER BY COALESCE(d.waiting_since, d.created_at), d.id LIMIT $2",
             rows::DIALOG_COLS
         );
@@ -717,7 +735,8 @@ impl SqlStore {
     /// Departments with dialogs waiting unassigned.
     pub(crate) async fn departments_with_queue_impl(&self) -> StoreResult<Vec<Id>> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT department_id FROM dialogs WHERE status = 'open' AND assignee_id IS NULL AND department_id IS NOT NULL",
+            "SELECT DISTINCT department_id FROM dialogs WHERE status = 'open' AND assignee_id IS NULL AND department_id IS NOT NULL \
+             AND (assign_reason IS NULL OR assign_reason <> 'bot')",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -729,8 +748,9 @@ impl SqlStore {
     pub(crate) async fn reoffer_due_impl(&self, now: Timestamp) -> StoreResult<Vec<Assignment>> {
         let sql = format!(
             "SELECT {} FROM dialogs d JOIN departments dep ON dep.id = d.department_id \
-             WHERE d.status = 'open' AND d.assignee_id IS NOT NULL AND d.waiting_since IS NOT NULL \
-             AND dep.offer_timeout_secs > 0 AND d.assign_reason IN ('sticky_manager', 'round_robin', 'least_loaded', 'reoffer_timeout') \
+             WHERE d.status = 'open' AND d.waiting_since IS NOT NULL AND dep.offer_timeout_secs > 0 \
+             AND ((d.assignee_id IS NOT NULL AND d.assign_reason IN ('sticky_manager', 'round_robin', 'least_loaded', 'reoffer_timeout')) \
+                  OR (d.assignee_id IS NULL AND d.assign_reason = 'bot')) \
              AND d.assigned_at + dep.offer_timeout_secs * 1000000 <= $1 ORDER BY d.assigned_at LIMIT 100",
             rows::DIALOG_COLS
         );
@@ -766,7 +786,15 @@ impl SqlStore {
         if let Some(dep) = d.department_id {
             Self::lock_department(&mut tx, dep).await?;
         }
-        let Some((u, _)) = Self::choose(&mut tx, &d, d.assignee_id, false).await? else {
+        let held_by_bot = d.assignee_id.is_none();
+        // A bot's hold that timed out goes to the people, the sticky manager first.
+        let Some((u, _)) = Self::choose(&mut tx, &d, d.assignee_id, held_by_bot).await? else {
+            if held_by_bot {
+                let a = Self::record_assignment(&mut tx, &mut d, None, AssignReason::Queued, None, None)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Some(a));
+            }
             // Nobody else is free: it stays; the timer starts again.
             sqlx::query("UPDATE dialogs SET assigned_at = $1 WHERE id = $2")
                 .bind(tx.now.micros())
@@ -834,17 +862,18 @@ impl SqlStore {
                     .await?
             }
             // To a department: its queue, routed at once.
+            // To a department: into its queue for this reason, then routed at once (the
+            // routing choice is recorded as a second assignment).
             None => {
                 let mut a = Self::record_assignment(
                     &mut tx,
                     &mut d,
                     None,
-                    AssignReason::Queued,
+                    reason,
                     actor.user_id(),
                     previous,
                 )
                 .await?;
-                a.reason = reason;
                 if let Some(routed) = Self::route_after_queue(&mut tx, &mut d).await? {
                     a = routed;
                 }
@@ -1334,6 +1363,7 @@ fn settings_row(row: &sqlx::any::AnyRow) -> StoreResult<RoutingSettings> {
         policy: RoutingPolicy::parse(&policy)
             .ok_or_else(|| StoreError::Corrupt(format!("routing policy {policy}")))?,
         offer_timeout_secs: rows::id(row, "offer_timeout_secs")?,
+        bot_first: rows::flag(row, "bot_first")?,
     })
 }
 

@@ -12,6 +12,7 @@ mod helpers;
 mod input_regressions;
 mod leads;
 mod multinode;
+mod realtime_bot;
 mod realtime_e2e;
 mod realtime_resume;
 mod realtime_routing;

@@ -100,6 +100,13 @@ enum ClientFrame {
         id: Option<ReqId>,
         status: PresenceStatus,
     },
+    Handover {
+        #[serde(default)]
+        id: Option<ReqId>,
+        dialog_id: Id,
+        #[serde(default)]
+        department_id: Option<Id>,
+    },
     Ping {
         #[serde(default)]
         id: Option<ReqId>,
@@ -119,6 +126,7 @@ impl ClientFrame {
             | ClientFrame::Close { id, .. }
             | ClientFrame::Reopen { id, .. }
             | ClientFrame::Presence { id, .. }
+            | ClientFrame::Handover { id, .. }
             | ClientFrame::Ping { id } => id.as_ref(),
         }
     }
@@ -199,7 +207,35 @@ pub async fn handler(
         .max_message_size(rt.max_frame_bytes)
         .max_frame_size(rt.max_frame_bytes)
         .on_upgrade(move |socket| async move {
-            let conn = Conn::new(socket, state, auth.actor, user, auth.session_hash);
+            let conn = Conn::new(socket, state, auth.actor, Some(user), auth.session_hash);
+            conn.run().await;
+        })
+}
+
+/// `GET /ws/bot`: a chatbot with an API key (`dialogs:write`). It follows departments'
+/// dialogs (`dept:<id>`), answers as the bot, and hands dialogs over to people.
+pub async fn bot_handler(
+    State(state): State<AppState>,
+    auth: Result<Auth, ApiError>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if auth.user.is_some() {
+        return ApiError::forbidden("bots connect with an API key; people use /ws/operator")
+            .into_response();
+    }
+    if let Err(e) = auth.require(Scope::DialogsWrite) {
+        return e.into_response();
+    }
+    let rt = &state.config.realtime;
+    ws.read_buffer_size(rt.read_buffer_bytes)
+        .max_message_size(rt.max_frame_bytes)
+        .max_frame_size(rt.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            let conn = Conn::new(socket, state, auth.actor, None, None);
             conn.run().await;
         })
 }
@@ -208,7 +244,8 @@ struct Conn {
     socket: WebSocket,
     state: AppState,
     actor: Actor,
-    user: User,
+    /// The signed-in user; `None` for a bot (an API key on `/ws/bot`).
+    user: Option<User>,
     session_hash: Option<String>,
     handle: Arc<ConnHandle>,
     rx: tokio::sync::mpsc::Receiver<Arc<Event>>,
@@ -230,7 +267,7 @@ impl Conn {
         socket: WebSocket,
         state: AppState,
         actor: Actor,
-        user: User,
+        user: Option<User>,
         session_hash: Option<String>,
     ) -> Self {
         let sub = state.hub.connect(state.config.realtime.connection_queue);
@@ -251,9 +288,13 @@ impl Conn {
     }
 
     async fn run(mut self) {
-        metrics::gauge!("kommutator_ws_connections", "kind" => "operator").increment(1.0);
+        let kind = if self.user.is_some() { "operator" } else { "bot" };
+        metrics::gauge!("kommutator_ws_connections", "kind" => kind).increment(1.0);
         let routing = self.state.routing.clone();
-        routing.connected(self.user.id).await;
+        let uid = self.user.as_ref().map(|u| u.id);
+        if let Some(u) = uid {
+            routing.connected(u).await;
+        }
         let flow = self.serve().await;
         for t in self.subs.topics().collect::<Vec<_>>() {
             self.state.hub.unsubscribe(t, self.handle.id);
@@ -261,8 +302,10 @@ impl Conn {
         if let Flow::Close(code, reason) = flow {
             super::close_gracefully(&mut self.socket, code, reason).await;
         }
-        routing.disconnected(self.user.id);
-        metrics::gauge!("kommutator_ws_connections", "kind" => "operator").decrement(1.0);
+        if let Some(u) = uid {
+            routing.disconnected(u);
+        }
+        metrics::gauge!("kommutator_ws_connections", "kind" => kind).decrement(1.0);
     }
 
     async fn serve(&mut self) -> Flow {
@@ -272,7 +315,8 @@ impl Conn {
             "v": PROTOCOL_VERSION,
             "seq": self.state.hub.head(),
             "node": self.state.routing.node_id(),
-            "user_id": self.user.id,
+            "user_id": self.user.as_ref().map(|u| u.id),
+            "api_key_id": self.actor.api_key_id(),
             "ping_interval_ms": rt.ping_interval_secs * 1000,
             "max_frame_bytes": rt.max_frame_bytes,
         });
@@ -334,7 +378,7 @@ impl Conn {
         };
         matches!(
             self.state.store.session_user(hash, Timestamp::now()).await,
-            Ok(Some(u)) if u.id == self.user.id
+            Ok(Some(u)) if Some(u.id) == self.user.as_ref().map(|x| x.id)
         )
     }
 
@@ -554,7 +598,10 @@ impl Conn {
                 }
                 let input = NewMessage {
                     direction: Some(Direction::Outbound),
-                    external_id: Some(format!("op:{}:{client_msg_id}", self.user.id)),
+                    external_id: Some(match &self.user {
+                        Some(u) => format!("op:{}:{client_msg_id}", u.id),
+                        None => format!("bot:{}:{client_msg_id}", self.actor.api_key_id().unwrap_or(0)),
+                    }),
                     body: text,
                     attachments,
                     sent_at: None,
@@ -567,7 +614,10 @@ impl Conn {
             }
             ClientFrame::Typing { dialog_id, .. } => {
                 let d = store.get_dialog(&self.actor, dialog_id).await?;
-                let data = json!({"dialog_id": d.id, "who": "operator", "user_id": self.user.id, "name": self.user.name});
+                let data = match &self.user {
+                    Some(u) => json!({"dialog_id": d.id, "who": "operator", "user_id": u.id, "name": u.name}),
+                    None => json!({"dialog_id": d.id, "who": "bot", "api_key_id": self.actor.api_key_id()}),
+                };
                 let head = self.state.hub.head();
                 self.state.hub.publish_ephemeral(Event::ephemeral(
                     head,
@@ -618,8 +668,28 @@ impl Conn {
             ClientFrame::Reopen { dialog_id, .. } => {
                 self.set_status(dialog_id, DialogStatus::Open).await
             }
+            ClientFrame::Handover {
+                dialog_id,
+                department_id,
+                ..
+            } => {
+                if self.user.is_some() {
+                    return Err(WsError::new("forbidden", "operators transfer; handover is for bots"));
+                }
+                let current = store.get_dialog(&self.actor, dialog_id).await?;
+                let dep = department_id.or(current.department_id).ok_or_else(|| {
+                    WsError::new("invalid", "the dialog has no department; name department_id")
+                })?;
+                let (d, a) = store
+                    .assign_dialog(&self.actor, dialog_id, None, Some(dep), AssignReason::Handover)
+                    .await?;
+                Ok(Some(("ack", json!({"dialog_id": d.id, "assignment": a}))))
+            }
             ClientFrame::Presence { status, .. } => {
-                let s = store.presence_choose(self.user.id, status).await?;
+                let Some(u) = &self.user else {
+                    return Err(WsError::new("forbidden", "bots have no presence"));
+                };
+                let s = store.presence_choose(u.id, status).await?;
                 Ok(Some(("ack", json!({"presence": s}))))
             }
         }
@@ -650,7 +720,8 @@ impl Conn {
     async fn authorize(&mut self, t: Topic) -> Result<(), WsError> {
         let store = &self.state.store;
         let admin = self.actor.sees_everything();
-        let my_dept = self.user.department_id;
+        let my_dept = self.user.as_ref().and_then(|u| u.department_id);
+        let me = self.user.as_ref().map(|u| (u.id, u.role));
         match t.kind {
             TopicKind::Dialog => {
                 store.get_dialog(&self.actor, t.id).await?;
@@ -665,9 +736,9 @@ impl Conn {
                 store.get_interest(&self.actor, t.id).await?;
             }
             TopicKind::User => {
-                let ok = t.id == self.user.id
+                let ok = me.is_some_and(|(id, _)| id == t.id)
                     || admin
-                    || (self.user.role == Role::Supervisor
+                    || (me.is_some_and(|(_, r)| r == Role::Supervisor)
                         && my_dept.is_some()
                         && store.get_user(t.id).await.ok().and_then(|u| u.department_id) == my_dept);
                 if !ok {
