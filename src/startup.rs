@@ -159,7 +159,9 @@ impl App {
             Duration::from_secs(rt.presence_grace_secs),
             shutdown.clone(),
         );
+        let connector_states = Arc::new(crate::pipeline::host::ConnectorStates::default());
         for (id, c) in &config.connectors {
+            connector_states.set(id, c.kind(), crate::pipeline::host::ConnectorState::Running);
             let crate::config::ConnectorConfig::Api {
                 outbound_url: Some(url),
                 outbound_secret,
@@ -179,6 +181,7 @@ impl App {
                 hub.clone(),
                 pipeline.clone(),
                 routing.node_id().to_owned(),
+                connector_states.clone(),
                 shutdown.clone(),
             ));
         }
@@ -193,6 +196,7 @@ impl App {
             routing,
             shutdown,
             visitor_tokens,
+            connectors: connector_states,
         };
         Ok(Self { state, listener })
     }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Signs widget visitor tokens (the key is shared by all nodes through the store).
     pub visitor_tokens: Option<ws::widget::VisitorTokens>,
+    /// States of the channel instances on this node.
+    pub connectors: Arc<crate::pipeline::host::ConnectorStates>,
 }
 
 /// The whole HTTP application.

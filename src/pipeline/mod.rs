@@ -12,6 +12,7 @@
 //! slows down instead of buffering. Events of one thread always go to the same worker, in
 //! order.
 
+pub mod host;
 pub mod outbound;
 
 use std::collections::HashMap;
@@ -188,6 +189,30 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::Closed)?;
         rx.await.map_err(|_| PipelineError::Closed)?
+    }
+}
+
+/// Whether the hub's events after `*pos` include a new outbound message of connector
+/// `connector_id` (moves `*pos` on). On a read error it answers yes: a needless scan of
+/// pending replies is harmless, a missed one is not.
+pub(crate) async fn new_outbound_for(hub: &Hub, pos: &mut i64, connector_id: &str) -> bool {
+    let needle = format!("\"connector_id\":{}", serde_json::Value::from(connector_id));
+    let mut found = false;
+    loop {
+        let events = match hub.events_after(*pos, 500).await {
+            Ok(e) => e,
+            Err(_) => return true,
+        };
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return found;
+        };
+        *pos = last;
+        found |= events.iter().any(|e| {
+            &*e.entity == "message"
+                && &*e.op == "create"
+                && e.frame.as_str().contains("\"direction\":\"outbound\"")
+                && e.frame.as_str().contains(&needle)
+        });
     }
 }
 

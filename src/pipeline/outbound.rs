@@ -66,8 +66,10 @@ pub async fn run_webhook(
     hub: Arc<Hub>,
     pipeline: Pipeline,
     node_id: String,
+    states: Arc<super::host::ConnectorStates>,
     shutdown: CancellationToken,
 ) {
+    use super::host::ConnectorState;
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .connect_timeout(Duration::from_secs(5))
@@ -84,6 +86,7 @@ pub async fn run_webhook(
     let mut head = hub.watch_head();
     loop {
         // Wait for the lease.
+        states.set(&target.connector_id, "api", ConnectorState::Standby);
         loop {
             match store
                 .try_lease(&lease, &node_id, lease_until(ttl))
@@ -99,10 +102,12 @@ pub async fn run_webhook(
             }
         }
         tracing::info!(connector = %target.connector_id, node = %node_id, "delivering replies of this channel");
+        states.set(&target.connector_id, "api", ConnectorState::Running);
         metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone()).set(1.0);
         let mut renew = tokio::time::interval(ttl / 3);
         renew.tick().await;
         let mut after: Id = 0;
+        let mut pos = hub.head();
         let held = 'held: loop {
             // Everything pending, oldest first.
             loop {
@@ -124,23 +129,33 @@ pub async fn run_webhook(
                     deliver(&client, &target, &pipeline, &m, &d, &shutdown).await;
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => break 'held false,
-                r = head.changed() => if r.is_err() { break 'held false },
-                _ = renew.tick() => {
-                    match store.try_lease(&lease, &node_id, lease_until(ttl)).await {
-                        Ok(true) => {}
-                        Ok(false) => break 'held true,
-                        Err(e) => tracing::warn!(error = %e, %lease, "cannot renew the lease"),
+            // Wait for a reason to scan again: a new reply of this channel, or the lease tick.
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break 'held false,
+                    r = head.changed() => {
+                        if r.is_err() { break 'held false }
+                        if super::new_outbound_for(&hub, &mut pos, &target.connector_id).await {
+                            break;
+                        }
                     }
-                    // A message left pending by an earlier failure is picked up again.
-                    after = 0;
+                    _ = renew.tick() => {
+                        match store.try_lease(&lease, &node_id, lease_until(ttl)).await {
+                            Ok(true) => {}
+                            Ok(false) => break 'held true,
+                            Err(e) => tracing::warn!(error = %e, %lease, "cannot renew the lease"),
+                        }
+                        // A message left pending by an earlier failure is picked up again.
+                        after = 0;
+                        break;
+                    }
                 }
             }
         };
         metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone()).set(0.0);
         if !held {
             let _ = store.release_lease(&lease, &node_id).await;
+            states.set(&target.connector_id, "api", ConnectorState::Stopped);
             return;
         }
         tracing::warn!(connector = %target.connector_id, "lost the lease; another node delivers");

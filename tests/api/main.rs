@@ -7,6 +7,7 @@ mod acl_leaks;
 mod auth_flow;
 mod bad_input;
 mod concurrency;
+mod connector_host;
 mod custom_fields;
 mod helpers;
 mod input_regressions;

@@ -86,6 +86,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(realtime::operators))
         .routes(routes!(realtime::get_routing, realtime::update_routing))
         .routes(routes!(realtime::set_capacity))
+        .routes(routes!(realtime::connectors))
         .routes(routes!(admin::changes))
         .routes(routes!(clients::search_clients, clients::create_client))
         .routes(routes!(clients::get_client, clients::update_client))

@@ -316,3 +316,25 @@ pub async fn set_capacity(
             .await?,
     ))
 }
+
+/// Channel instances configured on this node with their state (`running`, `standby` while
+/// another node holds the lease, `reconnecting` with the last error, `failed` with the
+/// reason), and the widget sites (admin).
+#[utoipa::path(get, path = "/api/v1/connectors", tag = "admin",
+    responses((status = 200, body = Vec<crate::pipeline::host::ConnectorStatus>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn connectors(
+    State(s): State<AppState>,
+    a: Auth,
+) -> Result<Json<Vec<crate::pipeline::host::ConnectorStatus>>, ApiError> {
+    a.require(Scope::Admin)?;
+    let mut list = s.connectors.list();
+    for key in s.config.widget.sites.keys() {
+        list.push(crate::pipeline::host::ConnectorStatus {
+            id: crate::http::ws::widget::connector_id(key),
+            kind: "widget".into(),
+            state: crate::pipeline::host::ConnectorState::Running,
+        });
+    }
+    Ok(Json(list))
+}
