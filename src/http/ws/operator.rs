@@ -349,7 +349,9 @@ impl Conn {
                         return Flow::Gone;
                     };
                     last_recv = Instant::now();
-                    match self.on_message(msg).await {
+                    // Boxed: the command path is deep and runs rarely; kept out of the
+                    // connection's resident state machine, which every idle socket pays for.
+                    match Box::pin(self.on_message(msg)).await {
                         Flow::Continue => {}
                         other => return other,
                     }
@@ -360,7 +362,7 @@ impl Conn {
                     }
                     if session_checked.elapsed() >= SESSION_RECHECK {
                         session_checked = Instant::now();
-                        if !self.session_valid().await {
+                        if !Box::pin(self.session_valid()).await {
                             return Flow::Close(close::UNAUTHORIZED, "session ended; sign in again");
                         }
                     }

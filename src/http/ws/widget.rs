@@ -372,7 +372,9 @@ impl Visitor {
                 msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return Flow::Gone };
                     last_recv = Instant::now();
-                    match self.on_message(msg).await {
+                    // Boxed: the command path is deep and runs rarely; kept out of the
+                    // connection's resident state machine, which every idle socket pays for.
+                    match Box::pin(self.on_message(msg)).await {
                         Flow::Continue => {}
                         other => return other,
                     }
