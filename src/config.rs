@@ -485,16 +485,28 @@ impl Config {
             return Err(key("realtime.redis_url", "use redis://host:port".into()));
         }
         if !(16..=65_536).contains(&rt.connection_queue) {
-            return Err(key("realtime.connection_queue", "must be 16 to 65536".into()));
+            return Err(key(
+                "realtime.connection_queue",
+                "must be 16 to 65536".into(),
+            ));
         }
         if !(512..=1_048_576).contains(&rt.read_buffer_bytes) {
-            return Err(key("realtime.read_buffer_bytes", "must be 512 to 1048576".into()));
+            return Err(key(
+                "realtime.read_buffer_bytes",
+                "must be 512 to 1048576".into(),
+            ));
         }
         if !(1024..=16_777_216).contains(&rt.max_frame_bytes) {
-            return Err(key("realtime.max_frame_bytes", "must be 1024 to 16777216".into()));
+            return Err(key(
+                "realtime.max_frame_bytes",
+                "must be 1024 to 16777216".into(),
+            ));
         }
         if !(1..=3600).contains(&rt.ping_interval_secs) {
-            return Err(key("realtime.ping_interval_secs", "must be 1 to 3600".into()));
+            return Err(key(
+                "realtime.ping_interval_secs",
+                "must be 1 to 3600".into(),
+            ));
         }
         if rt.frames_per_sec == 0 {
             return Err(key("realtime.frames_per_sec", "must be at least 1".into()));
@@ -506,7 +518,10 @@ impl Config {
             return Err(key("realtime.pipeline_workers", "must be 1 to 64".into()));
         }
         if rt.max_replay == 0 || rt.replay_ring == 0 {
-            return Err(key("realtime.max_replay", "max_replay and replay_ring must be at least 1".into()));
+            return Err(key(
+                "realtime.max_replay",
+                "max_replay and replay_ring must be at least 1".into(),
+            ));
         }
         for key in self.widget.sites.keys() {
             let ok = (1..=57).contains(&key.len())
@@ -527,19 +542,28 @@ impl Config {
             ));
         }
         if !(1024..=1_048_576).contains(&self.widget.max_frame_bytes) {
-            return Err(key_err("widget.max_frame_bytes", "must be 1024 to 1048576".into()));
+            return Err(key_err(
+                "widget.max_frame_bytes",
+                "must be 1024 to 1048576".into(),
+            ));
         }
         for (id, c) in &self.connectors {
             let k = format!("connectors.{id}");
             let ok = (1..=64).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                && id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
             if !ok {
-                return Err(key(&k, "an instance id is 1 to 64 of a-z, 0-9, '_' and '-'".into()));
+                return Err(key(
+                    &k,
+                    "an instance id is 1 to 64 of a-z, 0-9, '_' and '-'".into(),
+                ));
             }
             if id == "widget" || id == "operator" {
-                return Err(key(&k, format!("`{id}` is reserved for the built-in channel")));
+                return Err(key(
+                    &k,
+                    format!("`{id}` is reserved for the built-in channel"),
+                ));
             }
             match c {
                 ConnectorConfig::Api {
@@ -557,9 +581,17 @@ impl Config {
                     }
                     if let Some(ch) = channel {
                         let ok = (1..=64).contains(&ch.len())
-                            && ch.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                            && ch.bytes().all(|b| {
+                                b.is_ascii_lowercase()
+                                    || b.is_ascii_digit()
+                                    || b == b'_'
+                                    || b == b'-'
+                            });
                         if !ok {
-                            return Err(key(&format!("{k}.channel"), "1 to 64 of a-z, 0-9, '_' and '-'".into()));
+                            return Err(key(
+                                &format!("{k}.channel"),
+                                "1 to 64 of a-z, 0-9, '_' and '-'".into(),
+                            ));
                         }
                     }
                 }

@@ -133,7 +133,9 @@ async fn auth(s: &mut TcpStream, addr: &RedisAddr, buf: &mut Vec<u8>) -> std::io
     s.write_all(&out).await?;
     match read_frame(s, buf).await? {
         Frame::Simple(_) => Ok(()),
-        other => Err(std::io::Error::other(format!("redis AUTH refused: {other:?}"))),
+        other => Err(std::io::Error::other(format!(
+            "redis AUTH refused: {other:?}"
+        ))),
     }
 }
 

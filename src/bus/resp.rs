@@ -167,10 +167,7 @@ mod tests {
                 Frame::Bulk(Some(b"hello".to_vec())),
             ]))
         );
-        assert_eq!(
-            parse(b":12\r\n+OK\r\n"),
-            Ok(Some((Frame::Integer(12), 5)))
-        );
+        assert_eq!(parse(b":12\r\n+OK\r\n"), Ok(Some((Frame::Integer(12), 5))));
         assert_eq!(
             parse(b"-ERR no\r\n"),
             Ok(Some((Frame::Error("ERR no".into()), 9)))
@@ -185,7 +182,10 @@ mod tests {
         assert_eq!(parse(b"$3\r\nabcd\r\n"), Err(RespError::Unterminated));
         assert_eq!(parse(b"$999999999999\r\n"), Err(RespError::TooLarge));
         assert_eq!(parse(b"*99999\r\n"), Err(RespError::TooLarge));
-        assert_eq!(parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"), Err(RespError::TooLarge));
+        assert_eq!(
+            parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"),
+            Err(RespError::TooLarge)
+        );
         assert_eq!(parse(&[b':'; 100]), Err(RespError::BadNumber));
         assert_eq!(parse(b"$-2\r\n"), Err(RespError::BadNumber));
     }

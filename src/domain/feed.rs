@@ -112,7 +112,10 @@ pub struct ChangeEntry {
     pub department_id: Option<Id>,
     /// The topics the change was published on (`dialog:7`, `user:3`, ...).
     #[schema(value_type = Vec<String>)]
-    #[serde(serialize_with = "topics_as_strings", deserialize_with = "topics_from_strings")]
+    #[serde(
+        serialize_with = "topics_as_strings",
+        deserialize_with = "topics_from_strings"
+    )]
     pub topics: Vec<Topic>,
     /// The user who owns the record the change is about (assignee, responsible), when known.
     pub owner_id: Option<Id>,

@@ -235,9 +235,9 @@ pub enum IngestOutcome {
     /// Stored now.
     Stored {
         /// The message.
-        message: Message,
+        message: Box<Message>,
         /// Its dialog after the message.
-        dialog: Dialog,
+        dialog: Box<Dialog>,
         /// The dialog was opened by this message.
         new_dialog: bool,
         /// A lead was created for an unknown sender.

@@ -168,8 +168,17 @@ mod tests {
             assert_eq!(t.to_string(), s);
         }
         for bad in [
-            "", "dialog", "dialog:", "dialog:-1", "dialog:0", "dialog:+1", "dialog: 1", "x:1",
-            "dialog:1:2", "DIALOG:1", "dialog:1234567890123456789",
+            "",
+            "dialog",
+            "dialog:",
+            "dialog:-1",
+            "dialog:0",
+            "dialog:+1",
+            "dialog: 1",
+            "x:1",
+            "dialog:1:2",
+            "DIALOG:1",
+            "dialog:1234567890123456789",
         ] {
             assert!(bad.parse::<Topic>().is_err(), "{bad} accepted");
         }

@@ -138,14 +138,25 @@ pub async fn run_connector<C>(
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(connector = %id, error = %e, "connector configuration refused");
-                deps.states.set(&id, C::KIND, ConnectorState::Failed { reason: e.to_string() });
+                deps.states.set(
+                    &id,
+                    C::KIND,
+                    ConnectorState::Failed {
+                        reason: e.to_string(),
+                    },
+                );
                 return;
             }
         };
         let run_token = shutdown.child_token();
         let (in_tx, mut in_rx) = mpsc::channel(64);
         let (out_tx, out_rx) = mpsc::channel::<OutboundMessage>(64);
-        let ctx = ConnectorContext::new(ConnectorId::new(id.clone()), in_tx, out_rx, run_token.clone());
+        let ctx = ConnectorContext::new(
+            ConnectorId::new(id.clone()),
+            in_tx,
+            out_rx,
+            run_token.clone(),
+        );
         deps.states.set(&id, C::KIND, ConnectorState::Running);
         tracing::info!(connector = %id, kind = C::KIND, node = %deps.node_id, "connector running");
         let mut run = tokio::spawn(connector.run(ctx));
@@ -160,8 +171,18 @@ pub async fn run_connector<C>(
                 }
             }
         });
-        let feeder = tokio::spawn(feed_outbound(deps.clone(), id.clone(), out_tx, run_token.clone()));
-        let renew = tokio::spawn(renew_lease(deps.clone(), lease_name.clone(), singleton, run_token.clone()));
+        let feeder = tokio::spawn(feed_outbound(
+            deps.clone(),
+            id.clone(),
+            out_tx,
+            run_token.clone(),
+        ));
+        let renew = tokio::spawn(renew_lease(
+            deps.clone(),
+            lease_name.clone(),
+            singleton,
+            run_token.clone(),
+        ));
         let result = tokio::select! {
             r = &mut run => r,
             () = shutdown.cancelled() => {
@@ -192,11 +213,19 @@ pub async fn run_connector<C>(
                 continue;
             }
             Ok(Err(e)) => e,
-            Err(join) => kommutator_sdk::ConnectorError::Other(format!("the connector task panicked: {join}").into()),
+            Err(join) => kommutator_sdk::ConnectorError::Other(
+                format!("the connector task panicked: {join}").into(),
+            ),
         };
         if !error.is_retryable() {
             tracing::error!(connector = %id, error = %error, "connector failed");
-            deps.states.set(&id, C::KIND, ConnectorState::Failed { reason: error.to_string() });
+            deps.states.set(
+                &id,
+                C::KIND,
+                ConnectorState::Failed {
+                    reason: error.to_string(),
+                },
+            );
             return;
         }
         attempt = attempt.saturating_add(1);
@@ -208,7 +237,8 @@ pub async fn run_connector<C>(
                 attempt,
             },
         );
-        metrics::counter!("kommutator_connector_restarts_total", "connector" => id.clone()).increment(1);
+        metrics::counter!("kommutator_connector_restarts_total", "connector" => id.clone())
+            .increment(1);
         let base = 500u64.saturating_mul(1u64 << attempt.min(7)).min(60_000);
         let mut wait = base / 2 + rand::random::<u64>() % (base / 2 + 1);
         if let Some(after) = error.retry_after() {
@@ -236,7 +266,11 @@ async fn wait_for_lease(
 ) -> bool {
     let mut said = false;
     loop {
-        match deps.store.try_lease(name, &deps.node_id, lease_until(deps.lease)).await {
+        match deps
+            .store
+            .try_lease(name, &deps.node_id, lease_until(deps.lease))
+            .await
+        {
             Ok(true) => return true,
             Ok(false) => {
                 if !said {
@@ -265,7 +299,11 @@ async fn renew_lease(deps: HostDeps, name: String, singleton: bool, run: Cancell
             () = run.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match deps.store.try_lease(&name, &deps.node_id, lease_until(deps.lease)).await {
+        match deps
+            .store
+            .try_lease(&name, &deps.node_id, lease_until(deps.lease))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(lease = %name, "lost the lease; stopping here, another node runs it");
@@ -279,7 +317,12 @@ async fn renew_lease(deps: HostDeps, name: String, singleton: bool, run: Cancell
 
 /// Hands pending replies of instance `id` to the connector, in order; wakes on every hub
 /// event and rescans from the start now and then (an ack that never came).
-async fn feed_outbound(deps: HostDeps, id: String, tx: mpsc::Sender<OutboundMessage>, run: CancellationToken) {
+async fn feed_outbound(
+    deps: HostDeps,
+    id: String,
+    tx: mpsc::Sender<OutboundMessage>,
+    run: CancellationToken,
+) {
     let mut head = deps.hub.watch_head();
     let mut pos = deps.hub.head();
     let mut after: Id = 0;

@@ -180,7 +180,9 @@ impl Pipeline {
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         event.connector_id.as_str().hash(&mut h);
-        thread_of(&event.kind).unwrap_or(&event.external_id).hash(&mut h);
+        thread_of(&event.kind)
+            .unwrap_or(&event.external_id)
+            .hash(&mut h);
         let n = self.inner.workers.len() as u64;
         let idx = usize::try_from(h.finish() % n).unwrap_or(0);
         let (reply, rx) = oneshot::channel();
@@ -366,9 +368,10 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
                 DeliveryState::Sent => (DeliveryStatus::Sent, None),
                 DeliveryState::Delivered => (DeliveryStatus::Delivered, None),
                 DeliveryState::Read => (DeliveryStatus::Read, None),
-                DeliveryState::Failed { reason } => {
-                    (DeliveryStatus::Failed, Some(reason.chars().take(1000).collect()))
-                }
+                DeliveryState::Failed { reason } => (
+                    DeliveryStatus::Failed,
+                    Some(reason.chars().take(1000).collect()),
+                ),
             };
             let update = DeliveryUpdate {
                 status,
@@ -430,9 +433,9 @@ async fn delivery(
             message_id,
             status: m.delivery_status,
         }),
-        Err(StoreError::NotFound { .. }) => Err(PipelineError::NotFound(format!(
-            "no message {message_id}"
-        ))),
+        Err(StoreError::NotFound { .. }) => {
+            Err(PipelineError::NotFound(format!("no message {message_id}")))
+        }
         Err(StoreError::Conflict { message, .. }) => Ok(Processed::Ignored { reason: message }),
         Err(e) => Err(e.into()),
     }
@@ -456,7 +459,10 @@ async fn department_id(inner: &Inner, name: Option<&str>) -> Option<Id> {
         }
     };
     if id.is_none() {
-        tracing::warn!(department = name, "a connector names a department that does not exist; dialogs stay unrouted");
+        tracing::warn!(
+            department = name,
+            "a connector names a department that does not exist; dialogs stay unrouted"
+        );
     }
     if let Ok(mut m) = inner.departments.lock() {
         m.insert(name.to_owned(), (id, Instant::now()));

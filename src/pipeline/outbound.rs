@@ -22,7 +22,6 @@ use crate::domain::{Attachment, Dialog, Id, Message, Timestamp};
 use crate::hub::Hub;
 use crate::storage::Store;
 
-
 /// Where and how a channel's replies go.
 #[derive(Clone)]
 pub struct WebhookTarget {
@@ -88,10 +87,7 @@ pub async fn run_webhook(
         // Wait for the lease.
         states.set(&target.connector_id, "api", ConnectorState::Standby);
         loop {
-            match store
-                .try_lease(&lease, &node_id, lease_until(ttl))
-                .await
-            {
+            match store.try_lease(&lease, &node_id, lease_until(ttl)).await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, %lease, "cannot take the lease"),
@@ -103,7 +99,8 @@ pub async fn run_webhook(
         }
         tracing::info!(connector = %target.connector_id, node = %node_id, "delivering replies of this channel");
         states.set(&target.connector_id, "api", ConnectorState::Running);
-        metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone()).set(1.0);
+        metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone())
+            .set(1.0);
         let mut renew = tokio::time::interval(ttl / 3);
         renew.tick().await;
         let mut after: Id = 0;
@@ -111,7 +108,10 @@ pub async fn run_webhook(
         let held = 'held: loop {
             // Everything pending, oldest first.
             loop {
-                let batch = match store.pending_outbound(&target.connector_id, after, 100).await {
+                let batch = match store
+                    .pending_outbound(&target.connector_id, after, 100)
+                    .await
+                {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read pending replies");
@@ -152,7 +152,8 @@ pub async fn run_webhook(
                 }
             }
         };
-        metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone()).set(0.0);
+        metrics::gauge!("kommutator_connector_leases", "connector" => target.connector_id.clone())
+            .set(0.0);
         if !held {
             let _ = store.release_lease(&lease, &node_id).await;
             states.set(&target.connector_id, "api", ConnectorState::Stopped);
@@ -203,14 +204,29 @@ async fn deliver(
                 let text = resp.text().await.unwrap_or_default();
                 let external = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
-                    .and_then(|v| v.get("external_id").and_then(|x| x.as_str()).map(str::to_owned))
+                    .and_then(|v| {
+                        v.get("external_id")
+                            .and_then(|x| x.as_str())
+                            .map(str::to_owned)
+                    })
                     .and_then(|x| kommutator_sdk::normalize_external_id(&x).ok())
                     .unwrap_or_else(|| format!("kommutator:{}", m.id));
-                Some(InboundEvent::outbound_ack(connector.clone(), m.id, external, now))
+                Some(InboundEvent::outbound_ack(
+                    connector.clone(),
+                    m.id,
+                    external,
+                    now,
+                ))
             }
             Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
                 let status = resp.status();
-                let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+                let text: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
                 Some(InboundEvent::outbound_failed(
                     connector.clone(),
                     m.id,

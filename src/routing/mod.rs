@@ -166,11 +166,11 @@ impl Routing {
                     break;
                 };
                 pos = last;
-                let frees = events.iter().any(|e| match (&*e.entity, &*e.op) {
-                    ("dialog", "close" | "transfer" | "queue") => true,
-                    ("presence", _) => true,
-                    ("routing", _) => true,
-                    _ => false,
+                let frees = events.iter().any(|e| {
+                    matches!(
+                        (&*e.entity, &*e.op),
+                        ("dialog", "close" | "transfer" | "queue") | ("presence" | "routing", _)
+                    )
                 });
                 if frees {
                     self.drain_all().await;

@@ -40,7 +40,12 @@ pub fn owned(actor: &Actor, t: &str, responsible: &str) -> String {
 
 /// [`owned`] evaluated in memory, for live events: whether `actor` sees a record owned by
 /// `owner`, in `department`, `shared` with it or not. Keep the two in step.
-pub fn owned_visible(actor: &Actor, owner: Option<Id>, department: Option<Id>, shared: bool) -> bool {
+pub fn owned_visible(
+    actor: &Actor,
+    owner: Option<Id>,
+    department: Option<Id>,
+    shared: bool,
+) -> bool {
     match actor {
         Actor::System | Actor::ApiKey { .. } => true,
         Actor::User {

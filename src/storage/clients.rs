@@ -785,7 +785,8 @@ impl SqlStore {
             contact_id: None,
             lead_id: Some(lead_id),
         };
-        self.insert_identity(tx, "identities", owner, kind, value).await
+        self.insert_identity(tx, "identities", owner, kind, value)
+            .await
     }
 
     pub(crate) async fn get_lead_impl(&self, actor: &Actor, id: Id) -> StoreResult<Lead> {

@@ -348,15 +348,20 @@ impl SqlStore {
         d.updated_at = tx.now;
         let moved = d.assignee_id != before.assignee_id || d.department_id != before.department_id;
         if moved {
-            let reason = if before.assignee_id.is_some() || d.department_id != before.department_id {
+            let reason = if before.assignee_id.is_some() || d.department_id != before.department_id
+            {
                 AssignReason::Transfer
             } else {
                 AssignReason::Manual
             };
             d.assign_reason = Some(
-                if d.assignee_id.is_some() { reason } else { AssignReason::Queued }
-                    .as_str()
-                    .to_owned(),
+                if d.assignee_id.is_some() {
+                    reason
+                } else {
+                    AssignReason::Queued
+                }
+                .as_str()
+                .to_owned(),
             );
             d.assigned_at = d.assignee_id.map(|_| tx.now);
             sqlx::query(
@@ -498,7 +503,7 @@ impl SqlStore {
         match direction {
             Direction::Inbound => {
                 d.unread += 1;
-                d.waiting_since = d.waiting_since.or(Some(sent_at));
+                d.waiting_since = d.waiting_since.or(Some(tx.now));
             }
             // Answered: nobody waits any more, and the operator has read what came before.
             Direction::Outbound => {

@@ -722,73 +722,73 @@ pub(crate) async fn insert_interest(
     source: Option<String>,
     own: Ownership,
 ) -> StoreResult<Interest> {
-        let scenario_id = match scenario_id {
-            Some(s) => s,
-            None => {
-                sqlx::query_scalar::<_, i64>("SELECT MIN(id) FROM sales_scenarios")
-                    .fetch_one(tx.conn())
-                    .await?
-            }
-        };
-        let first = sqlx::query("SELECT id, position, name, outcome FROM stages WHERE scenario_id = $1 ORDER BY position LIMIT 1")
+    let scenario_id = match scenario_id {
+        Some(s) => s,
+        None => {
+            sqlx::query_scalar::<_, i64>("SELECT MIN(id) FROM sales_scenarios")
+                .fetch_one(tx.conn())
+                .await?
+        }
+    };
+    let first = sqlx::query("SELECT id, position, name, outcome FROM stages WHERE scenario_id = $1 ORDER BY position LIMIT 1")
             .bind(scenario_id)
             .fetch_optional(tx.conn())
             .await?
             .ok_or_else(|| FieldError::new("scenario_id", "not_found", format!("sales scenario {scenario_id} does not exist")))?;
-        let stage = rows::stage(&first)?;
-        let now = tx.now.micros();
-        let sql = format!(
+    let stage = rows::stage(&first)?;
+    let now = tx.now.micros();
+    let sql = format!(
             "INSERT INTO interests (title, client_id, contact_id, lead_id, scenario_id, stage_id, status, amount_minor, currency, \
              source, responsible_id, department_id, shared, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING {}",
             rows::INTEREST_COLS.replace("n.", "")
         );
-        let row = sqlx::query(&sql)
-            .bind(title)
-            .bind(client_id)
-            .bind(contact_id)
-            .bind(lead_id)
-            .bind(scenario_id)
-            .bind(stage.id)
-            .bind(stage.outcome.as_str())
-            .bind(amt)
-            .bind(cur)
-            .bind(source)
-            .bind(own.responsible_id)
-            .bind(own.department_id)
-            .bind(i64::from(own.shared))
-            .bind(now)
-            .fetch_one(tx.conn())
-            .await?;
-        let interest = rows::interest(&row)?;
-        sqlx::query("INSERT INTO interest_stage_history (interest_id, from_stage_id, to_stage_id, changed_by, changed_at) VALUES ($1, NULL, $2, $3, $4)")
+    let row = sqlx::query(&sql)
+        .bind(title)
+        .bind(client_id)
+        .bind(contact_id)
+        .bind(lead_id)
+        .bind(scenario_id)
+        .bind(stage.id)
+        .bind(stage.outcome.as_str())
+        .bind(amt)
+        .bind(cur)
+        .bind(source)
+        .bind(own.responsible_id)
+        .bind(own.department_id)
+        .bind(i64::from(own.shared))
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+    let interest = rows::interest(&row)?;
+    sqlx::query("INSERT INTO interest_stage_history (interest_id, from_stage_id, to_stage_id, changed_by, changed_at) VALUES ($1, NULL, $2, $3, $4)")
             .bind(interest.id)
             .bind(stage.id)
             .bind(by_user)
             .bind(now)
             .execute(tx.conn())
             .await?;
-        upsert(
-            tx,
-            &FeedItem {
-                kind: FeedKind::Interest,
-                ref_type: "interest",
-                ref_id: interest.id,
-                client_id: interest.client_id,
-                contact_id: interest.contact_id,
-                lead_id: interest.lead_id,
-                interest_id: Some(interest.id),
-                occurred_at: interest.created_at,
-                title: &interest.title,
-                text: Some(&stage.name),
-            },
-        )
-        .await?;
-        tx.log(
-            Change::new("interest", interest.id, "create", &interest)
-                .party(interest.client_id, interest.lead_id)
-                .interest(Some(interest.id))
-                .department(interest.department_id),
-        );
+    upsert(
+        tx,
+        &FeedItem {
+            kind: FeedKind::Interest,
+            ref_type: "interest",
+            ref_id: interest.id,
+            client_id: interest.client_id,
+            contact_id: interest.contact_id,
+            lead_id: interest.lead_id,
+            interest_id: Some(interest.id),
+            occurred_at: interest.created_at,
+            title: &interest.title,
+            text: Some(&stage.name),
+        },
+    )
+    .await?;
+    tx.log(
+        Change::new("interest", interest.id, "create", &interest)
+            .party(interest.client_id, interest.lead_id)
+            .interest(Some(interest.id))
+            .department(interest.department_id),
+    );
     Ok(interest)
 }

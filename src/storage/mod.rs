@@ -491,11 +491,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A hub-wide setting, initialised to `init` by the first node that asks.
     async fn hub_setting(&self, key: &str, init: &str) -> StoreResult<String>;
     /// The message a channel knows by `channel_id` (provider id or external id).
-    async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>>;
+    async fn message_by_channel_id(
+        &self,
+        connector_id: &str,
+        channel_id: &str,
+    ) -> StoreResult<Option<Message>>;
     /// The dialog of a channel thread.
-    async fn dialog_by_thread(&self, connector_id: &str, thread_id: &str) -> StoreResult<Option<Dialog>>;
+    async fn dialog_by_thread(
+        &self,
+        connector_id: &str,
+        thread_id: &str,
+    ) -> StoreResult<Option<Dialog>>;
     /// Outbound messages of a connector not yet handed to it (id > `after_id`), oldest first.
-    async fn pending_outbound(&self, connector_id: &str, after_id: Id, limit: i64) -> StoreResult<Vec<(Message, Dialog)>>;
+    async fn pending_outbound(
+        &self,
+        connector_id: &str,
+        after_id: Id,
+        limit: i64,
+    ) -> StoreResult<Vec<(Message, Dialog)>>;
     /// An operator's presence and load.
     async fn operator_state(&self, user_id: Id) -> StoreResult<OperatorState>;
     /// Presence and load of the operators (of one department).
@@ -505,9 +518,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// An operator connection on `node_id` closed (presence waits for the grace period).
     async fn presence_disconnected(&self, user_id: Id, node_id: &str) -> StoreResult<()>;
     /// Sets the operator offline when no live node holds a connection of theirs.
-    async fn presence_expire(&self, user_id: Id, alive_after: Timestamp) -> StoreResult<OperatorState>;
+    async fn presence_expire(
+        &self,
+        user_id: Id,
+        alive_after: Timestamp,
+    ) -> StoreResult<OperatorState>;
     /// The operator chose online or away.
-    async fn presence_choose(&self, user_id: Id, chosen: PresenceStatus) -> StoreResult<OperatorState>;
+    async fn presence_choose(
+        &self,
+        user_id: Id,
+        chosen: PresenceStatus,
+    ) -> StoreResult<OperatorState>;
     /// Marks the operator on a call (full load) or free.
     async fn set_on_call(&self, user_id: Id, on_call: bool) -> StoreResult<OperatorState>;
     /// Records this node's heartbeat.
@@ -523,9 +544,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A department's routing settings.
     async fn routing_settings(&self, department_id: Id) -> StoreResult<RoutingSettings>;
     /// Changes a department's routing settings (admin).
-    async fn update_routing(&self, actor: &Actor, department_id: Id, patch: &RoutingPatch) -> StoreResult<RoutingSettings>;
+    async fn update_routing(
+        &self,
+        actor: &Actor,
+        department_id: Id,
+        patch: &RoutingPatch,
+    ) -> StoreResult<RoutingSettings>;
     /// Changes an operator's capacity (admin).
-    async fn set_max_dialogs(&self, actor: &Actor, user_id: Id, max: i64) -> StoreResult<OperatorState>;
+    async fn set_max_dialogs(
+        &self,
+        actor: &Actor,
+        user_id: Id,
+        max: i64,
+    ) -> StoreResult<OperatorState>;
     /// Assigns waiting dialogs of a department while operators have room.
     async fn drain_queue(&self, department_id: Id, max: usize) -> StoreResult<Vec<Assignment>>;
     /// Departments with unassigned open dialogs.
@@ -533,9 +564,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Offers dialogs unanswered past their department's timeout to the next operator.
     async fn reoffer_due(&self, now: Timestamp) -> StoreResult<Vec<Assignment>>;
     /// Assigns or transfers a dialog to an operator or a department, with the reason.
-    async fn assign_dialog(&self, actor: &Actor, dialog_id: Id, user_id: Option<Id>, department_id: Option<Id>, reason: AssignReason) -> StoreResult<(Dialog, Assignment)>;
+    async fn assign_dialog(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        user_id: Option<Id>,
+        department_id: Option<Id>,
+        reason: AssignReason,
+    ) -> StoreResult<(Dialog, Assignment)>;
     /// A dialog's assignments, oldest first.
-    async fn dialog_assignments(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Vec<Assignment>>;
+    async fn dialog_assignments(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+    ) -> StoreResult<Vec<Assignment>>;
     /// Marks a dialog read.
     async fn mark_read(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Dialog>;
     /// Persists an inbound message with identification, dialog, Interest and routing, in
@@ -1202,11 +1244,19 @@ impl Store for SqlStore {
         self.presence_disconnected_impl(user_id, node_id).await
     }
 
-    async fn presence_expire(&self, user_id: Id, alive_after: Timestamp) -> StoreResult<OperatorState> {
+    async fn presence_expire(
+        &self,
+        user_id: Id,
+        alive_after: Timestamp,
+    ) -> StoreResult<OperatorState> {
         self.presence_expire_impl(user_id, alive_after).await
     }
 
-    async fn presence_choose(&self, user_id: Id, chosen: PresenceStatus) -> StoreResult<OperatorState> {
+    async fn presence_choose(
+        &self,
+        user_id: Id,
+        chosen: PresenceStatus,
+    ) -> StoreResult<OperatorState> {
         self.presence_choose_impl(user_id, chosen).await
     }
 
@@ -1238,11 +1288,21 @@ impl Store for SqlStore {
         self.routing_settings_impl(department_id).await
     }
 
-    async fn update_routing(&self, actor: &Actor, department_id: Id, patch: &RoutingPatch) -> StoreResult<RoutingSettings> {
+    async fn update_routing(
+        &self,
+        actor: &Actor,
+        department_id: Id,
+        patch: &RoutingPatch,
+    ) -> StoreResult<RoutingSettings> {
         self.update_routing_impl(actor, department_id, patch).await
     }
 
-    async fn set_max_dialogs(&self, actor: &Actor, user_id: Id, max: i64) -> StoreResult<OperatorState> {
+    async fn set_max_dialogs(
+        &self,
+        actor: &Actor,
+        user_id: Id,
+        max: i64,
+    ) -> StoreResult<OperatorState> {
         self.set_max_dialogs_impl(actor, user_id, max).await
     }
 
@@ -1258,11 +1318,23 @@ impl Store for SqlStore {
         self.reoffer_due_impl(now).await
     }
 
-    async fn assign_dialog(&self, actor: &Actor, dialog_id: Id, user_id: Option<Id>, department_id: Option<Id>, reason: AssignReason) -> StoreResult<(Dialog, Assignment)> {
-        self.assign_dialog_impl(actor, dialog_id, user_id, department_id, reason).await
+    async fn assign_dialog(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        user_id: Option<Id>,
+        department_id: Option<Id>,
+        reason: AssignReason,
+    ) -> StoreResult<(Dialog, Assignment)> {
+        self.assign_dialog_impl(actor, dialog_id, user_id, department_id, reason)
+            .await
     }
 
-    async fn dialog_assignments(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Vec<Assignment>> {
+    async fn dialog_assignments(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+    ) -> StoreResult<Vec<Assignment>> {
         self.dialog_assignments_impl(actor, dialog_id).await
     }
 
@@ -1278,16 +1350,31 @@ impl Store for SqlStore {
         self.hub_setting_impl(key, init).await
     }
 
-    async fn message_by_channel_id(&self, connector_id: &str, channel_id: &str) -> StoreResult<Option<Message>> {
-        self.message_by_channel_id_impl(connector_id, channel_id).await
+    async fn message_by_channel_id(
+        &self,
+        connector_id: &str,
+        channel_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        self.message_by_channel_id_impl(connector_id, channel_id)
+            .await
     }
 
-    async fn dialog_by_thread(&self, connector_id: &str, thread_id: &str) -> StoreResult<Option<Dialog>> {
+    async fn dialog_by_thread(
+        &self,
+        connector_id: &str,
+        thread_id: &str,
+    ) -> StoreResult<Option<Dialog>> {
         self.dialog_by_thread_impl(connector_id, thread_id).await
     }
 
-    async fn pending_outbound(&self, connector_id: &str, after_id: Id, limit: i64) -> StoreResult<Vec<(Message, Dialog)>> {
-        self.pending_outbound_impl(connector_id, after_id, limit).await
+    async fn pending_outbound(
+        &self,
+        connector_id: &str,
+        after_id: Id,
+        limit: i64,
+    ) -> StoreResult<Vec<(Message, Dialog)>> {
+        self.pending_outbound_impl(connector_id, after_id, limit)
+            .await
     }
 
     async fn last_seq(&self) -> StoreResult<i64> {

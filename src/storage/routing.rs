@@ -185,7 +185,7 @@ impl SqlStore {
     ) -> StoreResult<OperatorState> {
         let mut tx = self.write(&Actor::System).await?;
         let live: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(c.connections), 0) FROM operator_connections c JOIN nodes n ON n.node_id = c.node_id \
+            "SELECT CAST(COALESCE(SUM(c.connections), 0) AS BIGINT) FROM operator_connections c JOIN nodes n ON n.node_id = c.node_id \
              WHERE c.user_id = $1 AND n.heartbeat_at > $2",
         )
         .bind(user_id)
@@ -424,12 +424,9 @@ impl SqlStore {
             ));
         }
         if !(0..=1000).contains(&max) {
-            return Err(FieldError::new(
-                "max_dialogs",
-                "out_of_range",
-                "max_dialogs is 0 to 1000",
-            )
-            .into());
+            return Err(
+                FieldError::new("max_dialogs", "out_of_range", "max_dialogs is 0 to 1000").into(),
+            );
         }
         let mut tx = self.write(actor).await?;
         let n = sqlx::query("UPDATE users SET max_dialogs = $1 WHERE id = $2")
@@ -465,7 +462,8 @@ impl SqlStore {
         let row = sqlx::query(
             "SELECT u.max_dialogs, (SELECT COUNT(*) FROM dialogs d WHERE d.assignee_id = u.id AND d.status = 'open') AS open_dialogs \
              FROM users u JOIN operator_presence p ON p.user_id = u.id \
-             WHERE u.id = $1 AND u.active = 1 AND p.status = 'online' AND p.on_call = 0",
+             WHERE u.id = $1 AND u.active = 1 AND u.role IN ('operator', 'manager', 'supervisor') \
+             AND p.status = 'online' AND p.on_call = 0",
         )
         .bind(user_id)
         .fetch_optional(tx.conn())
@@ -538,12 +536,11 @@ impl SqlStore {
         let Some(dep) = d.department_id else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "SELECT routing_policy, rr_last_user_id FROM departments WHERE id = $1",
-        )
-        .bind(dep)
-        .fetch_optional(tx.conn())
-        .await?;
+        let row =
+            sqlx::query("SELECT routing_policy, rr_last_user_id FROM departments WHERE id = $1")
+                .bind(dep)
+                .fetch_optional(tx.conn())
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let policy: String = row.try_get("routing_policy")?;
         let rr_last = rows::opt_id(&row, "rr_last_user_id")?;
@@ -624,6 +621,11 @@ impl SqlStore {
         }
         let op = if reason == AssignReason::Bot {
             "bot"
+        } else if matches!(reason, AssignReason::Transfer | AssignReason::Handover)
+            && user_id.is_none()
+        {
+            // Moved to a department by a person or a bot: a transfer for whoever had it.
+            "transfer"
         } else if user_id.is_none() {
             "queue"
         } else if previous.is_some() && previous != user_id {
@@ -751,7 +753,8 @@ impl SqlStore {
              WHERE d.status = 'open' AND d.waiting_since IS NOT NULL AND dep.offer_timeout_secs > 0 \
              AND ((d.assignee_id IS NOT NULL AND d.assign_reason IN ('sticky_manager', 'round_robin', 'least_loaded', 'reoffer_timeout')) \
                   OR (d.assignee_id IS NULL AND d.assign_reason = 'bot')) \
-             AND d.assigned_at + dep.offer_timeout_secs * 1000000 <= $1 ORDER BY d.assigned_at LIMIT 100",
+             AND (CASE WHEN d.assigned_at > d.waiting_since THEN d.assigned_at ELSE d.waiting_since END) \
+                 + dep.offer_timeout_secs * 1000000 <= $1 ORDER BY d.assigned_at LIMIT 100",
             rows::DIALOG_COLS
         );
         let due = sqlx::query(&sql)
@@ -779,8 +782,7 @@ impl SqlStore {
         let mut d = by_id::DIALOG
             .fetch_for_update(&mut tx, &Actor::System, dialog_id)
             .await?;
-        if d.assignee_id != seen_assignee || d.assigned_at != seen_at || d.waiting_since.is_none()
-        {
+        if d.assignee_id != seen_assignee || d.assigned_at != seen_at || d.waiting_since.is_none() {
             return Ok(None);
         }
         if let Some(dep) = d.department_id {
@@ -788,10 +790,17 @@ impl SqlStore {
         }
         let held_by_bot = d.assignee_id.is_none();
         // A bot's hold that timed out goes to the people, the sticky manager first.
-        let Some((u, _)) = Self::choose(&mut tx, &d, d.assignee_id, held_by_bot).await? else {
+        let Some((u, how)) = Self::choose(&mut tx, &d, d.assignee_id, held_by_bot).await? else {
             if held_by_bot {
-                let a = Self::record_assignment(&mut tx, &mut d, None, AssignReason::Queued, None, None)
-                    .await?;
+                let a = Self::record_assignment(
+                    &mut tx,
+                    &mut d,
+                    None,
+                    AssignReason::Queued,
+                    None,
+                    None,
+                )
+                .await?;
                 tx.commit().await?;
                 return Ok(Some(a));
             }
@@ -804,6 +813,14 @@ impl SqlStore {
             tx.commit().await?;
             return Ok(None);
         };
+        if how == AssignReason::RoundRobin {
+            // The turn moves on, so unanswered dialogs do not bounce between two people.
+            sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
+                .bind(u)
+                .bind(d.department_id)
+                .execute(tx.conn())
+                .await?;
+        }
         let previous = d.assignee_id;
         let a = Self::record_assignment(
             &mut tx,
@@ -841,7 +858,9 @@ impl SqlStore {
             .into());
         }
         let mut tx = self.write(actor).await?;
-        let mut d = by_id::DIALOG.fetch_for_update(&mut tx, actor, dialog_id).await?;
+        let mut d = by_id::DIALOG
+            .fetch_for_update(&mut tx, actor, dialog_id)
+            .await?;
         if let Some(dep) = department_id {
             department_exists(&mut tx, "department_id", dep).await?;
             d.department_id = Some(dep);
@@ -874,7 +893,7 @@ impl SqlStore {
                     previous,
                 )
                 .await?;
-                if let Some(routed) = Self::route_after_queue(&mut tx, &mut d).await? {
+                if let Some(routed) = Self::route_after_queue(&mut tx, &mut d, previous).await? {
                     a = routed;
                 }
                 a
@@ -884,11 +903,17 @@ impl SqlStore {
         Ok((d, a))
     }
 
-    async fn route_after_queue(tx: &mut WriteTx, d: &mut Dialog) -> StoreResult<Option<Assignment>> {
+    /// Routes a dialog just put in a department's queue by a person or a bot, to someone other
+    /// than `previous` (who gave it away).
+    async fn route_after_queue(
+        tx: &mut WriteTx,
+        d: &mut Dialog,
+        previous: Option<Id>,
+    ) -> StoreResult<Option<Assignment>> {
         if d.status != DialogStatus::Open {
             return Ok(None);
         }
-        match Self::choose(tx, d, None, false).await? {
+        match Self::choose(tx, d, previous, false).await? {
             Some((u, reason)) => {
                 if reason == AssignReason::RoundRobin {
                     sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
@@ -937,7 +962,9 @@ impl SqlStore {
     /// The assignee (or anyone who sees the dialog) read it: unread goes to zero.
     pub(crate) async fn mark_read_impl(&self, actor: &Actor, dialog_id: Id) -> StoreResult<Dialog> {
         let mut tx = self.write(actor).await?;
-        let mut d = by_id::DIALOG.fetch_for_update(&mut tx, actor, dialog_id).await?;
+        let mut d = by_id::DIALOG
+            .fetch_for_update(&mut tx, actor, dialog_id)
+            .await?;
         if d.unread == 0 {
             return Ok(d);
         }
@@ -1037,7 +1064,8 @@ impl SqlStore {
                 FieldError::new("attachments", "too_many", "at most 20 attachments").into(),
             );
         }
-        let display_name = optional_text("display_name", input.display_name.as_deref(), Limits::NAME)?;
+        let display_name =
+            optional_text("display_name", input.display_name.as_deref(), Limits::NAME)?;
         let subject = optional_text("subject", input.subject.as_deref(), Limits::NAME)?;
         // Identities that do not normalize are dropped (and reported by the pipeline).
         let mut identities: Vec<(IdentityKind, String)> = Vec::new();
@@ -1065,7 +1093,8 @@ impl SqlStore {
             });
         }
         // 2. The dialog, if the thread is known.
-        let sql = format!(
+        let sql =
+            format!(
             "SELECT {} FROM dialogs d WHERE d.connector_id = $1 AND d.external_thread_id = $2{}",
             rows::DIALOG_COLS,
             if tx.backend() == Backend::Postgres { " FOR UPDATE" } else { "" }
@@ -1132,7 +1161,9 @@ impl SqlStore {
                 )
                 .await?;
             for (i, (kind, value)) in identities.iter().enumerate() {
-                let ident = self.add_lead_identity(&mut tx, lead.id, *kind, value).await?;
+                let ident = self
+                    .add_lead_identity(&mut tx, lead.id, *kind, value)
+                    .await?;
                 if i == 0 {
                     identity_id = Some(ident.id);
                 }
@@ -1229,7 +1260,8 @@ impl SqlStore {
                     d.last_message_at = Some(sent_at);
                 }
                 if d.waiting_since.is_none() {
-                    d.waiting_since = Some(sent_at);
+                    // Our clock, not the channel's: the offer timeout counts from it.
+                    d.waiting_since = Some(tx.now);
                 }
                 d.unread += 1;
                 d.updated_at = tx.now;
@@ -1259,7 +1291,7 @@ impl SqlStore {
                 let sql = format!(
                     "INSERT INTO dialogs (channel, connector_id, external_thread_id, identity_id, client_id, contact_id, lead_id, \
                      interest_id, department_id, shared, status, subject, last_message_at, waiting_since, unread, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 'open', $10, $11, $11, 1, $12, $12) RETURNING {}",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 'open', $10, $11, $12, 1, $12, $12) RETURNING {}",
                     rows::DIALOG_COLS.replace("d.", "")
                 );
                 let row = sqlx::query(&sql)
@@ -1346,8 +1378,8 @@ impl SqlStore {
         );
         tx.commit().await?;
         Ok(IngestOutcome::Stored {
-            message: m,
-            dialog: d,
+            message: Box::new(m),
+            dialog: Box::new(d),
             new_dialog,
             new_lead,
             new_interest,

@@ -132,7 +132,10 @@ async fn rig(node: &str) -> Rig {
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -152,14 +155,23 @@ async fn connector_restarts_replays_once_and_delivers_replies() {
     // Two runs: the first failed after m-1, the second replayed m-1 and sent m-2.
     until("the restart", || config.runs.load(Ordering::SeqCst) >= 2).await;
     let dialog = loop {
-        if let Some(d) = r.store.dialog_by_thread("tg", "chat-1").await.expect("read") {
+        if let Some(d) = r
+            .store
+            .dialog_by_thread("tg", "chat-1")
+            .await
+            .expect("read")
+        {
             let page = r
                 .store
                 .list_messages(&Actor::System, d.id, 50, None)
                 .await
                 .expect("messages");
             if page.items.len() >= 2 {
-                let bodies: Vec<_> = page.items.iter().map(|m| m.body.clone().unwrap_or_default()).collect();
+                let bodies: Vec<_> = page
+                    .items
+                    .iter()
+                    .map(|m| m.body.clone().unwrap_or_default())
+                    .collect();
                 assert_eq!(bodies, vec!["первое", "второе"], "m-1 is stored once");
                 break d;
             }
@@ -203,7 +215,12 @@ async fn connector_restarts_replays_once_and_delivers_replies() {
         .await
         .expect("reply");
     until("the reply to reach the connector", || {
-        config.sent.lock().expect("lock").iter().any(|o| o.id == m.id)
+        config
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|o| o.id == m.id)
     })
     .await;
     let sent = config.sent.lock().expect("lock").clone();
@@ -216,9 +233,16 @@ async fn connector_restarts_replays_once_and_delivers_replies() {
             .list_messages(&Actor::System, dialog.id, 50, None)
             .await
             .expect("messages");
-        let stored = page.items.iter().find(|x| x.id == m.id).expect("reply stored");
+        let stored = page
+            .items
+            .iter()
+            .find(|x| x.id == m.id)
+            .expect("reply stored");
         if stored.delivery_status == DeliveryStatus::Sent {
-            assert_eq!(stored.provider_message_id.as_deref(), Some(format!("tg-{}", m.id).as_str()));
+            assert_eq!(
+                stored.provider_message_id.as_deref(),
+                Some(format!("tg-{}", m.id).as_str())
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no ack");
@@ -236,7 +260,14 @@ async fn bad_configuration_marks_failed() {
         refuse: true,
         ..FlakyConfig::default()
     };
-    run_connector::<Flaky>("tg".into(), config, false, r.deps.clone(), r.shutdown.clone()).await;
+    run_connector::<Flaky>(
+        "tg".into(),
+        config,
+        false,
+        r.deps.clone(),
+        r.shutdown.clone(),
+    )
+    .await;
     let states = r.states.list();
     assert!(
         matches!(&states[0].state, ConnectorState::Failed { reason } if reason.contains("token")),
@@ -249,14 +280,31 @@ async fn singleton_waits_for_the_lease() {
     let r = rig("n1").await;
     // Another node holds it.
     let until_ts = Timestamp(Timestamp::now().micros() + 60_000_000);
-    assert!(r.store.try_lease("connector:tg", "other-node", until_ts).await.expect("lease"));
+    assert!(r
+        .store
+        .try_lease("connector:tg", "other-node", until_ts)
+        .await
+        .expect("lease"));
     let config = FlakyConfig::default();
-    let task = tokio::spawn(run_connector::<Flaky>("tg".into(), config.clone(), true, r.deps.clone(), r.shutdown.clone()));
+    let task = tokio::spawn(run_connector::<Flaky>(
+        "tg".into(),
+        config.clone(),
+        true,
+        r.deps.clone(),
+        r.shutdown.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(config.runs.load(Ordering::SeqCst), 0, "it must not run without the lease");
+    assert_eq!(
+        config.runs.load(Ordering::SeqCst),
+        0,
+        "it must not run without the lease"
+    );
     assert_eq!(r.states.list()[0].state, ConnectorState::Standby);
     // The other node gives it up: this one takes over.
-    r.store.release_lease("connector:tg", "other-node").await.expect("release");
+    r.store
+        .release_lease("connector:tg", "other-node")
+        .await
+        .expect("release");
     until("the takeover", || config.runs.load(Ordering::SeqCst) >= 1).await;
     r.shutdown.cancel();
     task.await.expect("host ends");

@@ -46,6 +46,8 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+// The child is waited for in `Node::kill`, also run on drop.
+#[allow(clippy::zombie_processes)]
 async fn start_node(name: &'static str, db: &str, redis: &str, config: &std::path::Path) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_kommutator"))
@@ -91,7 +93,11 @@ fn view(node: &Node, store: Arc<dyn Store>) -> TestApp {
 
 async fn login(app: &TestApp, login: &str, id: i64) -> Principal {
     let (status, body) = app
-        .post(None, "/api/v1/auth/login", &json!({"login": login, "password": PASSWORD}))
+        .post(
+            None,
+            "/api/v1/auth/login",
+            &json!({"login": login, "password": PASSWORD}),
+        )
         .await;
     assert!(status.is_success(), "login {login}: {body}");
     Principal {
@@ -118,7 +124,12 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
         .await
         .expect("open store");
     let dept = store
-        .create_department(&Actor::System, &NewDepartment { name: "Sales".into() })
+        .create_department(
+            &Actor::System,
+            &NewDepartment {
+                name: "Sales".into(),
+            },
+        )
         .await
         .expect("department");
     let hash = kommutator::auth::hash_password(PASSWORD).expect("hash");
@@ -136,7 +147,11 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
         .await
         .expect("admin");
     let op = store
-        .create_user(&Actor::System, &mk("oksana", Role::Operator, Some(dept.id)), &hash)
+        .create_user(
+            &Actor::System,
+            &mk("oksana", Role::Operator, Some(dept.id)),
+            &hash,
+        )
         .await
         .expect("operator");
     let store: Arc<dyn Store> = Arc::new(store);
@@ -155,7 +170,9 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let rport = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         let _ = axum::serve(listener, receiver).await;
@@ -189,7 +206,11 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
     let root = login(&app_a, "root", admin.id).await;
     let key = {
         let (s, k) = app_a
-            .post(Some(&root), "/api/v1/api-keys", &json!({"name": "site", "scopes": ["dialogs:write"]}))
+            .post(
+                Some(&root),
+                "/api/v1/api-keys",
+                &json!({"name": "site", "scopes": ["dialogs:write"]}),
+            )
             .await;
         assert!(s.is_success(), "{k}");
         Principal {
@@ -212,7 +233,12 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
     // 1. Ingested on A, seen on B.
     let (mut on_b, _) = Ws::operator(&app_b, &operator).await;
     on_b.subscribe(&format!("user:{}", op.id), None).await;
-    let (s, out) = ingest(&app_a, &key, &inbound("mn-0", "mn-t0", "+7 916 555-00-00", "через узел А")).await;
+    let (s, out) = ingest(
+        &app_a,
+        &key,
+        &inbound("mn-0", "mn-t0", "+7 916 555-00-00", "через узел А"),
+    )
+    .await;
     assert!(s.is_success(), "{out}");
     let m = on_b.event_where(|e| e["entity"] == "message").await;
     assert_eq!(m["data"]["body"], "через узел А");
@@ -231,7 +257,12 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
             let http = reqwest::Client::new();
             let mut on_a = true;
             for i in 0..total {
-                let ev = inbound(&format!("mn-{}", i + 1), &format!("mn-t{}", i % 7 + 1), &format!("+7 916 555-01-{:02}", i % 7), &format!("событие {i}"));
+                let ev = inbound(
+                    &format!("mn-{}", i + 1),
+                    &format!("mn-t{}", i % 7 + 1),
+                    &format!("+7 916 555-01-{:02}", i % 7),
+                    &format!("событие {i}"),
+                );
                 // At-least-once sender: retry on the other node when one is gone.
                 loop {
                     let base = if on_a { &a_base } else { &b_base };
@@ -320,12 +351,22 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
     assert!(delivered.await, "B delivers the reply");
     drop(b);
     let _ = std::fs::remove_dir_all(dir);
-    eprintln!("multinode: {} events seen, node {} killed", seen.len(), a.name);
+    eprintln!(
+        "multinode: {} events seen, node {} killed",
+        seen.len(),
+        a.name
+    );
 }
 
 fn count_messages(seen: &BTreeMap<i64, Value>) -> usize {
     seen.values()
-        .filter(|v| v["entity"] == "message" && v["op"] == "create" && v["data"]["external_id"].as_str().is_some_and(|x| x != "mn-0"))
+        .filter(|v| {
+            v["entity"] == "message"
+                && v["op"] == "create"
+                && v["data"]["external_id"]
+                    .as_str()
+                    .is_some_and(|x| x != "mn-0")
+        })
         .count()
 }
 
@@ -333,11 +374,12 @@ async fn lease_holder(db: &str) -> Option<String> {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(db).await.ok()?;
     let now = kommutator::domain::Timestamp::now().micros();
-    sqlx::query_scalar::<_, String>("SELECT node_id FROM leases WHERE name = 'connector:site' AND expires_at > $1")
-        .bind(now)
-        .fetch_optional(&mut c)
-        .await
-        .ok()
-        .flatten()
+    sqlx::query_scalar::<_, String>(
+        "SELECT node_id FROM leases WHERE name = 'connector:site' AND expires_at > $1",
+    )
+    .bind(now)
+    .fetch_optional(&mut c)
+    .await
+    .ok()
+    .flatten()
 }
-

@@ -40,7 +40,12 @@ async fn bot_answers_then_hands_over() {
     assert_eq!(hello["api_key_id"], key.id);
     bot.subscribe(&format!("dept:{sales}"), None).await;
 
-    let (s, out) = ingest(&app, &key, &inbound("b-1", "bt-1", "+7 916 700-00-01", "Здравствуйте")).await;
+    let (s, out) = ingest(
+        &app,
+        &key,
+        &inbound("b-1", "bt-1", "+7 916 700-00-01", "Здравствуйте"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{out}");
     assert_eq!(out["assignment"]["reason"], "bot", "{out}");
     assert!(out["assignment"]["user_id"].is_null());
@@ -107,7 +112,12 @@ async fn unanswered_bot_hold_goes_to_people() {
     let op = app.user("olya", Role::Operator, Some(sales)).await;
     let key = app.api_key(&[Scope::DialogsWrite]).await;
     let (_console, _) = Ws::operator(&app, &op).await;
-    let (_, out) = ingest(&app, &key, &inbound("b-2", "bt-2", "+7 916 700-00-02", "Алло?")).await;
+    let (_, out) = ingest(
+        &app,
+        &key,
+        &inbound("b-2", "bt-2", "+7 916 700-00-02", "Алло?"),
+    )
+    .await;
     let dialog = out["dialog"]["id"].as_i64().expect("dialog");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -118,7 +128,10 @@ async fn unanswered_bot_hold_goes_to_people() {
             assert_eq!(d["assign_reason"], "reoffer_timeout");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never reached a person: {d}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached a person: {d}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -128,11 +141,17 @@ async fn bot_socket_refuses_people_and_weak_keys() {
     let app = spawn_app().await;
     let op = app.user("olesya", Role::Operator, None).await;
     let weak = app.api_key(&[Scope::DialogsRead]).await;
-    for (who, token) in [("operator", Some(op.token.as_str())), ("read-only key", Some(weak.token.as_str())), ("nobody", None)] {
+    for (who, token) in [
+        ("operator", Some(op.token.as_str())),
+        ("read-only key", Some(weak.token.as_str())),
+        ("nobody", None),
+    ] {
         let r = Ws::try_connect(&app, "/ws/bot", token, &[]).await;
         assert!(r.is_err(), "{who} must be refused");
     }
     // A key may not use the operator socket either.
     let key = app.api_key(&[Scope::DialogsWrite]).await;
-    assert!(Ws::try_connect(&app, "/ws/operator", Some(&key.token), &[]).await.is_err());
+    assert!(Ws::try_connect(&app, "/ws/operator", Some(&key.token), &[])
+        .await
+        .is_err());
 }

@@ -13,16 +13,18 @@ use tokio::sync::Mutex;
 use crate::helpers::*;
 use crate::ws_client::*;
 
+/// Signature header, raw body, parsed body of each reply received.
+type Received = Arc<Mutex<Vec<(Option<String>, String, Value)>>>;
+
 /// A local system receiving the channel's replies.
 struct Receiver {
     url: String,
-    /// Signature header, raw body, parsed body.
-    got: Arc<Mutex<Vec<(Option<String>, String, Value)>>>,
+    got: Received,
     notify: Arc<tokio::sync::Notify>,
 }
 
 async fn receiver() -> Receiver {
-    let got: Arc<Mutex<Vec<(Option<String>, String, Value)>>> = Arc::default();
+    let got: Received = Arc::default();
     let notify = Arc::new(tokio::sync::Notify::new());
     let (g, n) = (got.clone(), notify.clone());
     let app = axum::Router::new().route(
@@ -42,7 +44,9 @@ async fn receiver() -> Receiver {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -61,7 +65,9 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
     eprintln!("end to end on {}", backend_name());
     let sales = app.department("Sales").await;
     let op = app.user("olga", Role::Operator, Some(sales)).await;
-    let connector = app.api_key(&[kommutator::domain::Scope::DialogsWrite]).await;
+    let connector = app
+        .api_key(&[kommutator::domain::Scope::DialogsWrite])
+        .await;
 
     let (mut ws, hello) = Ws::operator(&app, &op).await;
     assert_eq!(hello["v"], 1);
@@ -70,7 +76,12 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
     assert_eq!(sub["type"], "subscribed");
 
     // An inquiry from an unknown number.
-    let (status, out) = ingest(&app, &connector, &inbound("m-1", "t-1", "+7 916 123-45-67", "Сколько стоит доставка?")).await;
+    let (status, out) = ingest(
+        &app,
+        &connector,
+        &inbound("m-1", "t-1", "+7 916 123-45-67", "Сколько стоит доставка?"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out["result"], "message");
     assert_eq!(out["status"], "stored");
@@ -90,7 +101,12 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
     assert!(msg["seq"].as_i64().expect("seq") > assigned["seq"].as_i64().expect("seq"));
 
     // The same event again (a webhook retry) changes nothing.
-    let (status, again) = ingest(&app, &connector, &inbound("m-1", "t-1", "+7 916 123-45-67", "Сколько стоит доставка?")).await;
+    let (status, again) = ingest(
+        &app,
+        &connector,
+        &inbound("m-1", "t-1", "+7 916 123-45-67", "Сколько стоит доставка?"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "duplicate");
 
@@ -121,10 +137,15 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
 
     // Its delivery status comes back live.
     let delivered = ws
-        .event_where(|e| e["entity"] == "message" && e["op"] == "delivery" && e["entity_id"] == reply_id)
+        .event_where(|e| {
+            e["entity"] == "message" && e["op"] == "delivery" && e["entity_id"] == reply_id
+        })
         .await;
     assert_eq!(delivered["data"]["delivery_status"], "sent");
-    assert_eq!(delivered["data"]["provider_message_id"], format!("ext-{reply_id}"));
+    assert_eq!(
+        delivered["data"]["provider_message_id"],
+        format!("ext-{reply_id}")
+    );
 
     // The channel reports it read; that comes back too.
     let (status, out) = ingest(
@@ -139,7 +160,11 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
     .await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let read = ws
-        .event_where(|e| e["entity"] == "message" && e["op"] == "delivery" && e["data"]["delivery_status"] == "read")
+        .event_where(|e| {
+            e["entity"] == "message"
+                && e["op"] == "delivery"
+                && e["data"]["delivery_status"] == "read"
+        })
         .await;
     assert_eq!(read["entity_id"], reply_id);
 
@@ -154,7 +179,10 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
         .iter()
         .map(|m| m["body"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(bodies, vec!["Сколько стоит доставка?", "Доставка бесплатная"]);
+    assert_eq!(
+        bodies,
+        vec!["Сколько стоит доставка?", "Доставка бесплатная"]
+    );
     let lead = out_lead(&app, &op, dialog_id).await;
     let (status, feed) = app
         .get(Some(&op), &format!("/api/v1/leads/{lead}/feed"))
@@ -171,7 +199,10 @@ async fn inquiry_reaches_operator_and_reply_goes_back_out() {
 
     // The assignment is on record with its reason.
     let (status, asg) = app
-        .get(Some(&op), &format!("/api/v1/dialogs/{dialog_id}/assignments"))
+        .get(
+            Some(&op),
+            &format!("/api/v1/dialogs/{dialog_id}/assignments"),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{asg}");
     assert_eq!(asg[0]["reason"], "round_robin");

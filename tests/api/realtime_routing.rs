@@ -918,14 +918,9 @@ async fn presence_goes_offline_after_the_grace_period() {
     assert_eq!(history(app, d1).await, vec![to(&a, "round_robin")]);
 }
 
-/// BUG on PostgreSQL (src/storage/routing.rs, `presence_expire_impl`, line 188 as of
-/// 1c33ed6): `COALESCE(SUM(c.connections), 0)` is NUMERIC on PostgreSQL (the SUM of a
-/// BIGINT), which the `Any` driver cannot decode as i64 ("Any driver does not support the
-/// Postgres type Numeric"). Every expiry fails (logged as "cannot expire presence"), so an
-/// operator who closed the console stays `online` for ever and keeps being routed dialogs.
-/// SQLite is fine. `presence_goes_offline_after_the_grace_period` and
-/// `offline_and_away_operators_are_skipped` fail on PostgreSQL for the same reason. A cast
-/// of the sum to BIGINT fixes it. Not ignored: it fails on PostgreSQL only.
+/// Regression: on PostgreSQL the SUM of connections is NUMERIC, which the `Any` driver
+/// cannot read as i64; every expiry failed and operators never went offline there. The
+/// store casts the sum to BIGINT. Called directly so an error shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_expiry_works_on_this_backend() {
     let s = site("presence expiry").await;
@@ -951,20 +946,13 @@ async fn presence_expiry_works_on_this_backend() {
 }
 
 // ------------------------------------------------------------------------------------
-// More bugs found while writing these tests. Each test states what should happen and
-// fails today; they are ignored so the suite stays green. Run them with
-// `cargo test --test api realtime_routing -- --ignored`.
+// Regressions of routing bugs found while writing these tests.
 
-/// BUG (src/storage/routing.rs, `record_assignment`, lines 625-628, as of 1c33ed6): a
-/// transfer to a department is written with no assignee, so its change gets op `queue`,
-/// and that is what the previous assignee's `user:` topic receives, not `transfer` (a
-/// transfer to an operator does send `transfer`). The op should follow the reason (and the
-/// previous assignee) rather than only whether there is an assignee. (The recorded reason,
-/// `queued` at 66a007d, is `transfer` since the bot-routing commit; the test checks both.)
+/// A transfer to a department is a `transfer` (not a `queue`) for the previous assignee's
+/// `user:` topic, and is recorded as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: after a transfer to a department the previous assignee gets op `queue`"]
 async fn transfer_to_a_department_is_a_transfer_for_the_previous_assignee() {
-    let s = site("transfer to a department (bug)").await;
+    let s = site("transfer to a department ").await;
     let app = &s.app;
     let support = app.department("Support").await;
     let a = app.user("anna", Role::Operator, Some(s.sales)).await;
@@ -1012,17 +1000,12 @@ async fn transfer_to_a_department_is_a_transfer_for_the_previous_assignee() {
     );
 }
 
-/// BUG (src/storage/routing.rs, `reoffer_due_impl`, the condition on line 754): the offer
-/// timeout runs from `assigned_at`, not from when the dialog started waiting for an answer.
-/// In a conversation that was answered, the customer's next message sets `waiting_since`
-/// again, and if the assignment is older than the timeout the dialog is taken from its
-/// operator at the next tick (about a second) instead of after `offer_timeout_secs`. With
-/// the default 120 s, every follow-up more than two minutes into a conversation moves it
-/// to another operator almost at once.
+/// The offer timeout runs from the later of the assignment and the moment the dialog
+/// started waiting again (our clock), so a follow-up in an answered conversation gets the
+/// full timeout instead of being re-offered at the next tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a follow-up message in an answered dialog is re-offered at once"]
 async fn follow_up_message_gets_the_full_offer_timeout() {
-    let s = site("follow-up re-offer (bug)").await;
+    let s = site("follow-up re-offer ").await;
     let app = &s.app;
     let a = app.user("anna", Role::Operator, Some(s.sales)).await;
     let b = app.user("boris", Role::Operator, Some(s.sales)).await;
@@ -1068,14 +1051,11 @@ async fn follow_up_message_gets_the_full_offer_timeout() {
     assert_eq!(h[1], to(&b, "reoffer_timeout"));
 }
 
-/// PROBABLY A BUG (src/storage/routing.rs, `route_after_queue`, line 891: `choose(tx, d,
-/// None, false)`): an operator who transfers a dialog to their own department can get it
-/// straight back, although a colleague is online with room, because the department's
-/// routing does not exclude the previous assignee (the re-offer does). Confirm the intent.
+/// An operator who transfers a dialog to their own department does not get it straight
+/// back while a colleague has room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "PROBABLE BUG: a transfer to one's own department can come straight back"]
 async fn transfer_to_own_department_goes_to_a_colleague() {
-    let s = site("transfer to own department (bug)").await;
+    let s = site("transfer to own department ").await;
     let app = &s.app;
     let a = app.user("anna", Role::Operator, Some(s.sales)).await;
     let b = app.user("boris", Role::Operator, Some(s.sales)).await;

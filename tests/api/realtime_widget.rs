@@ -62,7 +62,9 @@ async fn visitor_chats_with_operator_and_resumes() {
     // The operator gets it; the dialog belongs to a lead named after the pre-chat name.
     let m = console.event_where(|e| e["entity"] == "message").await;
     assert_eq!(m["data"]["body"], "Где мой заказ?");
-    let (_, d) = app.get(Some(&op), &format!("/api/v1/dialogs/{dialog_id}")).await;
+    let (_, d) = app
+        .get(Some(&op), &format!("/api/v1/dialogs/{dialog_id}"))
+        .await;
     assert_eq!(d["channel"], "widget");
     assert_eq!(d["assignee_id"], op.id);
 
@@ -91,7 +93,11 @@ async fn visitor_chats_with_operator_and_resumes() {
         console.until_type("ack").await;
     }
     // Back with the token and `since`: both arrive, once, in order.
-    let (mut w, ready) = visitor(&app, json!({"type": "start", "token": token, "since": seen})).await;
+    let (mut w, ready) = visitor(
+        &app,
+        json!({"type": "start", "token": token, "since": seen}),
+    )
+    .await;
     assert_eq!(ready["dialog_id"], dialog_id);
     let a = w.next().await;
     let b = w.next().await;
@@ -122,7 +128,8 @@ async fn verified_customer_is_recognised_across_devices() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let identity = json!({"id": "customer-42", "hash": hash, "name": "Пётр", "email": "petr@example.com"});
+    let identity =
+        json!({"id": "customer-42", "hash": hash, "name": "Пётр", "email": "petr@example.com"});
     let (mut w1, _) = visitor(&app, json!({"type": "start", "identity": identity})).await;
     w1.send(json!({"type": "message", "client_msg_id": "x1", "text": "Здравствуйте"}))
         .await;
@@ -156,24 +163,41 @@ async fn widget_refuses_bad_input() {
     let seq0 = app.last_seq().await;
 
     // Unknown site; foreign origin.
-    assert!(Ws::try_connect(&app, "/ws/widget?site=nope", None, &[]).await.is_err());
-    assert!(Ws::try_connect(&app, "/ws/widget?site=shop", None, &[("origin", "https://evil.example")])
+    assert!(Ws::try_connect(&app, "/ws/widget?site=nope", None, &[])
         .await
         .is_err());
+    assert!(Ws::try_connect(
+        &app,
+        "/ws/widget?site=shop",
+        None,
+        &[("origin", "https://evil.example")]
+    )
+    .await
+    .is_err());
     let ok = [("origin", "https://shop.example")];
 
     // Something other than start first.
-    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok).await.expect("connects");
-    w.send(json!({"type": "message", "client_msg_id": "z", "text": "hi"})).await;
+    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok)
+        .await
+        .expect("connects");
+    w.send(json!({"type": "message", "client_msg_id": "z", "text": "hi"}))
+        .await;
     assert_eq!(w.ended().await, Ended::Closed(4002));
 
     // A forged token gets a new visitor, not someone else's chat.
-    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok).await.expect("connects");
-    w.send(json!({"type": "start", "token": "v1.000000000000000000000000.shop.1700000000.deadbeef"}))
-        .await;
+    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok)
+        .await
+        .expect("connects");
+    w.send(
+        json!({"type": "start", "token": "v1.000000000000000000000000.shop.1700000000.deadbeef"}),
+    )
+    .await;
     let ready = w.next().await;
     assert_eq!(ready["dialog_id"], Value::Null);
-    assert_ne!(ready["token"], "v1.000000000000000000000000.shop.1700000000.deadbeef");
+    assert_ne!(
+        ready["token"],
+        "v1.000000000000000000000000.shop.1700000000.deadbeef"
+    );
 
     // Bad frames: errors, connection unharmed, nothing stored.
     w.send_text("{not json").await;
@@ -196,19 +220,15 @@ async fn widget_refuses_bad_input() {
         w.send(json!({"type": "ping"})).await;
     }
     let mut saw_limit = false;
-    loop {
-        match w.stream_next_or_end().await {
-            Some(v) => {
-                eprintln!("flood frame: {v}");
-                saw_limit |= v["code"] == "rate_limited";
-            }
-            None => break,
-        }
+    while let Some(v) = w.stream_next_or_end().await {
+        saw_limit |= v["code"] == "rate_limited";
     }
     assert!(saw_limit);
     assert_eq!(app.last_seq().await, seq0, "nothing stored");
     // The server still serves new visitors.
-    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok).await.expect("connects");
+    let mut w = Ws::try_connect(&app, "/ws/widget?site=shop", None, &ok)
+        .await
+        .expect("connects");
     w.send(json!({"type": "start"})).await;
     assert_eq!(w.next().await["type"], "ready");
 }

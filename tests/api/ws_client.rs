@@ -134,9 +134,13 @@ impl Ws {
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => return Polled::Idle,
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Polled::Ended,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return Polled::Ended
+                }
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    return Polled::Frame(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+                    return Polled::Frame(
+                        serde_json::from_str(t.as_str()).expect("server frames are JSON"),
+                    )
                 }
                 Ok(Some(Ok(_))) => continue,
             }

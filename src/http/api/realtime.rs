@@ -125,7 +125,11 @@ pub async fn post_batch(
         .field("events"));
     }
     for (i, e) in batch.events.iter().enumerate() {
-        connector_path(&id, e.connector_id.as_str(), &format!("events.{i}.connector_id"))?;
+        connector_path(
+            &id,
+            e.connector_id.as_str(),
+            &format!("events.{i}.connector_id"),
+        )?;
     }
     let mut out = Vec::with_capacity(batch.events.len());
     for ev in batch.events {
@@ -206,20 +210,22 @@ pub async fn assign(
     ApiJson(input): ApiJson<AssignInput>,
 ) -> Result<Json<Assignment>, ApiError> {
     a.require(Scope::DialogsWrite)?;
-    if let Some(u) = input.user_id {
-        let dep = s.store.get_user(u).await.ok().and_then(|u| u.department_id);
-        if !crate::storage::access::may_assign(&a.actor, u, dep) {
-            return Err(ApiError::forbidden(
-                "you may not assign dialogs to this user",
-            ));
-        }
-    }
     let current = s.store.get_dialog(&a.actor, id).await?;
     let reason = if current.assignee_id.is_some() || input.department_id.is_some() {
         AssignReason::Transfer
     } else {
         AssignReason::Manual
     };
+    // Handing a dialog one has to a colleague is everyday work; giving out unassigned
+    // dialogs to others is a supervisor's (operators may take one themselves).
+    if let (Some(u), AssignReason::Manual) = (input.user_id, reason) {
+        let dep = s.store.get_user(u).await.ok().and_then(|u| u.department_id);
+        if !crate::storage::access::may_assign(&a.actor, u, dep) {
+            return Err(ApiError::forbidden(
+                "you may only take unassigned dialogs yourself",
+            ));
+        }
+    }
     let (_, asg) = s
         .store
         .assign_dialog(&a.actor, id, input.user_id, input.department_id, reason)

@@ -124,14 +124,21 @@ pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
 /// close frame arrives or a second passes. Dropping the socket with unread input would make
 /// the kernel reset the connection, and the client would lose the error and close frames
 /// sent just before.
-pub async fn close_gracefully(socket: &mut axum::extract::ws::WebSocket, code: u16, reason: &'static str) {
+pub async fn close_gracefully(
+    socket: &mut axum::extract::ws::WebSocket,
+    code: u16,
+    reason: &'static str,
+) {
     use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    if tokio::time::timeout_at(deadline, socket.send(frame)).await.is_err() {
+    if tokio::time::timeout_at(deadline, socket.send(frame))
+        .await
+        .is_err()
+    {
         return;
     }
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, socket.recv()).await {
@@ -161,9 +168,15 @@ mod tests {
             HeaderValue::from_static("http://hub.example:8080"),
         );
         assert!(same_origin(&h, None));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h, None));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://crm.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://crm.example"),
+        );
         assert!(same_origin(&h, Some("https://crm.example/")));
     }
 

@@ -166,7 +166,9 @@ impl WsError {
 impl From<StoreError> for WsError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { entity } => WsError::new("not_found", format!("{entity} not found")),
+            StoreError::NotFound { entity } => {
+                WsError::new("not_found", format!("{entity} not found"))
+            }
             StoreError::Invalid(f) => WsError {
                 code: "invalid",
                 message: f.message.clone(),
@@ -288,7 +290,11 @@ impl Conn {
     }
 
     async fn run(mut self) {
-        let kind = if self.user.is_some() { "operator" } else { "bot" };
+        let kind = if self.user.is_some() {
+            "operator"
+        } else {
+            "bot"
+        };
         metrics::gauge!("kommutator_ws_connections", "kind" => kind).increment(1.0);
         let routing = self.state.routing.clone();
         let uid = self.user.as_ref().map(|u| u.id);
@@ -324,7 +330,8 @@ impl Conn {
             return Flow::Gone;
         }
         let ping_every = Duration::from_secs(rt.ping_interval_secs);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut last_recv = Instant::now();
         let mut session_checked = Instant::now();
         let shutdown = self.state.shutdown.clone();
@@ -458,7 +465,12 @@ impl Conn {
         self.send_raw(Message::Text(Utf8Bytes::from(text))).await
     }
 
-    async fn reply(&mut self, ty: &'static str, id: Option<&ReqId>, body: serde_json::Value) -> bool {
+    async fn reply(
+        &mut self,
+        ty: &'static str,
+        id: Option<&ReqId>,
+        body: serde_json::Value,
+    ) -> bool {
         let r = Reply {
             ty,
             id,
@@ -483,7 +495,10 @@ impl Conn {
             Message::Text(t) => t,
             Message::Binary(_) => {
                 return self
-                    .protocol_error(None, WsError::new("binary_not_supported", "send JSON text frames"))
+                    .protocol_error(
+                        None,
+                        WsError::new("binary_not_supported", "send JSON text frames"),
+                    )
                     .await
             }
             Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
@@ -497,7 +512,10 @@ impl Conn {
             // One notice per burst is enough.
             if self.limiter.refused_in_row == 1
                 && !self
-                    .error(None, WsError::new("rate_limited", "too many frames; this one was dropped"))
+                    .error(
+                        None,
+                        WsError::new("rate_limited", "too many frames; this one was dropped"),
+                    )
                     .await
             {
                 return Flow::Gone;
@@ -526,7 +544,13 @@ impl Conn {
         if let Some(id) = frame.id() {
             if !id.is_valid() {
                 return self
-                    .protocol_error(None, WsError::new("invalid_frame", "id is a number or a string of at most 64 bytes"))
+                    .protocol_error(
+                        None,
+                        WsError::new(
+                            "invalid_frame",
+                            "id is a number or a string of at most 64 bytes",
+                        ),
+                    )
                     .await;
             }
         }
@@ -588,13 +612,14 @@ impl Conn {
                 ..
             } => {
                 let key_ok = (1..=64).contains(&client_msg_id.len())
-                    && client_msg_id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+                    && client_msg_id.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+                    });
                 if !key_ok {
                     return Err(WsError {
                         code: "invalid",
-                        message: "client_msg_id is 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.', ':'".into(),
+                        message: "client_msg_id is 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.', ':'"
+                            .into(),
                         field: Some("client_msg_id".into()),
                     });
                 }
@@ -602,7 +627,10 @@ impl Conn {
                     direction: Some(Direction::Outbound),
                     external_id: Some(match &self.user {
                         Some(u) => format!("op:{}:{client_msg_id}", u.id),
-                        None => format!("bot:{}:{client_msg_id}", self.actor.api_key_id().unwrap_or(0)),
+                        None => format!(
+                            "bot:{}:{client_msg_id}",
+                            self.actor.api_key_id().unwrap_or(0)
+                        ),
                     }),
                     body: text,
                     attachments,
@@ -617,8 +645,12 @@ impl Conn {
             ClientFrame::Typing { dialog_id, .. } => {
                 let d = store.get_dialog(&self.actor, dialog_id).await?;
                 let data = match &self.user {
-                    Some(u) => json!({"dialog_id": d.id, "who": "operator", "user_id": u.id, "name": u.name}),
-                    None => json!({"dialog_id": d.id, "who": "bot", "api_key_id": self.actor.api_key_id()}),
+                    Some(u) => {
+                        json!({"dialog_id": d.id, "who": "operator", "user_id": u.id, "name": u.name})
+                    }
+                    None => {
+                        json!({"dialog_id": d.id, "who": "bot", "api_key_id": self.actor.api_key_id()})
+                    }
                 };
                 let head = self.state.hub.head();
                 self.state.hub.publish_ephemeral(Event::ephemeral(
@@ -639,17 +671,29 @@ impl Conn {
             }
             ClientFrame::Read { dialog_id, .. } => {
                 let d = store.mark_read(&self.actor, dialog_id).await?;
-                Ok(Some(("ack", json!({"dialog_id": d.id, "unread": d.unread}))))
+                Ok(Some((
+                    "ack",
+                    json!({"dialog_id": d.id, "unread": d.unread}),
+                )))
             }
             ClientFrame::Assign {
                 dialog_id, user_id, ..
             } => {
                 let dep = self.target_department(user_id).await?;
                 if !crate::storage::access::may_assign(&self.actor, user_id, dep) {
-                    return Err(WsError::new("forbidden", "you may not assign dialogs to this user"));
+                    return Err(WsError::new(
+                        "forbidden",
+                        "you may not assign dialogs to this user",
+                    ));
                 }
                 let (d, a) = store
-                    .assign_dialog(&self.actor, dialog_id, Some(user_id), None, AssignReason::Manual)
+                    .assign_dialog(
+                        &self.actor,
+                        dialog_id,
+                        Some(user_id),
+                        None,
+                        AssignReason::Manual,
+                    )
                     .await?;
                 Ok(Some(("ack", json!({"dialog_id": d.id, "assignment": a}))))
             }
@@ -660,7 +704,13 @@ impl Conn {
                 ..
             } => {
                 let (d, a) = store
-                    .assign_dialog(&self.actor, dialog_id, user_id, department_id, AssignReason::Transfer)
+                    .assign_dialog(
+                        &self.actor,
+                        dialog_id,
+                        user_id,
+                        department_id,
+                        AssignReason::Transfer,
+                    )
                     .await?;
                 Ok(Some(("ack", json!({"dialog_id": d.id, "assignment": a}))))
             }
@@ -676,14 +726,26 @@ impl Conn {
                 ..
             } => {
                 if self.user.is_some() {
-                    return Err(WsError::new("forbidden", "operators transfer; handover is for bots"));
+                    return Err(WsError::new(
+                        "forbidden",
+                        "operators transfer; handover is for bots",
+                    ));
                 }
                 let current = store.get_dialog(&self.actor, dialog_id).await?;
                 let dep = department_id.or(current.department_id).ok_or_else(|| {
-                    WsError::new("invalid", "the dialog has no department; name department_id")
+                    WsError::new(
+                        "invalid",
+                        "the dialog has no department; name department_id",
+                    )
                 })?;
                 let (d, a) = store
-                    .assign_dialog(&self.actor, dialog_id, None, Some(dep), AssignReason::Handover)
+                    .assign_dialog(
+                        &self.actor,
+                        dialog_id,
+                        None,
+                        Some(dep),
+                        AssignReason::Handover,
+                    )
                     .await?;
                 Ok(Some(("ack", json!({"dialog_id": d.id, "assignment": a}))))
             }
@@ -711,7 +773,10 @@ impl Conn {
             .store
             .update_dialog(&self.actor, dialog_id, &patch)
             .await?;
-        Ok(Some(("ack", json!({"dialog_id": d.id, "status": d.status}))))
+        Ok(Some((
+            "ack",
+            json!({"dialog_id": d.id, "status": d.status}),
+        )))
     }
 
     async fn target_department(&mut self, user_id: Id) -> Result<Option<Id>, WsError> {
@@ -742,26 +807,45 @@ impl Conn {
                     || admin
                     || (me.is_some_and(|(_, r)| r == Role::Supervisor)
                         && my_dept.is_some()
-                        && store.get_user(t.id).await.ok().and_then(|u| u.department_id) == my_dept);
+                        && store
+                            .get_user(t.id)
+                            .await
+                            .ok()
+                            .and_then(|u| u.department_id)
+                            == my_dept);
                 if !ok {
-                    return Err(WsError::new("forbidden", "you may not follow this user's work"));
+                    return Err(WsError::new(
+                        "forbidden",
+                        "you may not follow this user's work",
+                    ));
                 }
             }
             TopicKind::Dept => {
                 if !(admin || my_dept == Some(t.id)) {
-                    return Err(WsError::new("forbidden", "you may only follow your own department"));
+                    return Err(WsError::new(
+                        "forbidden",
+                        "you may only follow your own department",
+                    ));
                 }
             }
         }
         Ok(())
     }
 
-    async fn subscribe(&mut self, id: Option<&ReqId>, topic: &str, since: Option<i64>) -> Result<(), WsError> {
+    async fn subscribe(
+        &mut self,
+        id: Option<&ReqId>,
+        topic: &str,
+        since: Option<i64>,
+    ) -> Result<(), WsError> {
         let t: Topic = topic
             .parse()
             .map_err(|e: ParseTopicError| WsError::new("invalid_topic", e.to_string()))?;
         if since.is_some_and(|s| s < 0) {
-            return Err(WsError::new("invalid_since", "since is a sequence number, 0 or more"));
+            return Err(WsError::new(
+                "invalid_since",
+                "since is a sequence number, 0 or more",
+            ));
         }
         if !self.subs.contains(t) && self.subs.len() >= MAX_SUBSCRIPTIONS {
             return Err(WsError::new(

@@ -237,7 +237,10 @@ mod tests {
         assert!(!s.live(&OP, &ev(10, vec![Topic::user(3)])).deliver);
         assert!(s.live(&OP, &ev(11, vec![Topic::user(3)])).deliver);
         assert!(!s.live(&OP, &ev(15, vec![Topic::dialog(7)])).deliver);
-        assert!(s.live(&OP, &ev(15, vec![Topic::dialog(7), Topic::user(3)])).deliver);
+        assert!(
+            s.live(&OP, &ev(15, vec![Topic::dialog(7), Topic::user(3)]))
+                .deliver
+        );
         assert!(s.live(&OP, &ev(21, vec![Topic::dialog(7)])).deliver);
     }
 

@@ -85,7 +85,10 @@ impl VisitorTokens {
     /// A new token for a new visitor of `site`: `(token, visitor_id)`.
     pub fn issue(&self, site: &str) -> (String, String) {
         let visitor = hex(&rand::random::<[u8; 12]>());
-        (self.sign(&visitor, site, Timestamp::now().micros() / 1_000_000), visitor)
+        (
+            self.sign(&visitor, site, Timestamp::now().micros() / 1_000_000),
+            visitor,
+        )
     }
 
     fn sign(&self, visitor: &str, site: &str, issued: i64) -> String {
@@ -190,7 +193,8 @@ pub async fn handler(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some(site) = state.config.widget.sites.get(&q.site).cloned() else {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such widget site").into_response();
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such widget site")
+            .into_response();
     };
     if !site.origins.is_empty() {
         let origin = headers
@@ -202,11 +206,17 @@ pub async fn handler(
             .iter()
             .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
         {
-            return ApiError::forbidden("this page's origin may not use this widget site").into_response();
+            return ApiError::forbidden("this page's origin may not use this widget site")
+                .into_response();
         }
     }
     let Some(tokens) = state.visitor_tokens.clone() else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the widget is starting").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the widget is starting",
+        )
+        .into_response();
     };
     let w = &state.config.widget;
     let rt = &state.config.realtime;
@@ -301,19 +311,22 @@ impl Visitor {
             Ok(_) => return Flow::Gone,
             Err(_) => return Flow::Close(close::TIMEOUT, "no start frame"),
         };
-        let (token, since, identity, pre) = match serde_json::from_str::<VisitorFrame>(first.as_str()) {
-            Ok(VisitorFrame::Start {
-                token,
-                since,
-                identity,
-                name,
-                email,
-                phone,
-            }) => (token, since, identity, (name, email, phone)),
-            _ => return Flow::Close(close::PROTOCOL, "the first frame must be start"),
-        };
+        let (token, since, identity, pre) =
+            match serde_json::from_str::<VisitorFrame>(first.as_str()) {
+                Ok(VisitorFrame::Start {
+                    token,
+                    since,
+                    identity,
+                    name,
+                    email,
+                    phone,
+                }) => (token, since, identity, (name, email, phone)),
+                _ => return Flow::Close(close::PROTOCOL, "the first frame must be start"),
+            };
         if let Err(e) = self.identify(token, identity, pre).await {
-            let _ = self.send_json(&json!({"type": "error", "seq": 0, "code": e.0, "message": e.1})).await;
+            let _ = self
+                .send_json(&json!({"type": "error", "seq": 0, "code": e.0, "message": e.1}))
+                .await;
             return Flow::Close(close::PROTOCOL, "start refused");
         }
         let connector = connector_id(&self.site_key);
@@ -343,7 +356,8 @@ impl Visitor {
             return Flow::Gone;
         }
         let ping_every = Duration::from_secs(self.state.config.realtime.ping_interval_secs);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut last_recv = Instant::now();
         let shutdown = self.state.shutdown.clone();
         loop {
@@ -415,7 +429,10 @@ impl Visitor {
             .store
             .operator_states(Some(d.id))
             .await
-            .map(|ops| ops.iter().any(|o| o.status == crate::domain::PresenceStatus::Online))
+            .map(|ops| {
+                ops.iter()
+                    .any(|o| o.status == crate::domain::PresenceStatus::Online)
+            })
             .unwrap_or(false)
     }
 
@@ -426,7 +443,10 @@ impl Visitor {
         identity: Option<VerifiedIdentity>,
         (name, email, phone): (Option<String>, Option<String>, Option<String>),
     ) -> Result<(), (&'static str, String)> {
-        self.visitor_id = match token.as_deref().and_then(|t| self.tokens.verify(t, &self.site_key)) {
+        self.visitor_id = match token
+            .as_deref()
+            .and_then(|t| self.tokens.verify(t, &self.site_key))
+        {
             Some(v) => v,
             None => self.tokens.issue(&self.site_key).1,
         };
@@ -436,17 +456,26 @@ impl Visitor {
         let value = match identity {
             Some(idn) => {
                 let Some(secret) = &self.site.identity_secret else {
-                    return Err(("identity_not_enabled", "this site does not verify customer identities".into()));
+                    return Err((
+                        "identity_not_enabled",
+                        "this site does not verify customer identities".into(),
+                    ));
                 };
                 if idn.id.is_empty() || idn.id.len() > 256 {
-                    return Err(("invalid_identity", "identity.id is 1 to 256 characters".into()));
+                    return Err((
+                        "invalid_identity",
+                        "identity.id is 1 to 256 characters".into(),
+                    ));
                 }
                 let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
                     .expect("HMAC takes a key of any length");
                 m.update(idn.id.as_bytes());
                 let want = hex(&m.finalize().into_bytes());
                 if !constant_time_eq(want.as_bytes(), idn.hash.to_ascii_lowercase().as_bytes()) {
-                    return Err(("invalid_identity", "identity.hash does not match identity.id".into()));
+                    return Err((
+                        "invalid_identity",
+                        "identity.hash does not match identity.id".into(),
+                    ));
                 }
                 display = idn.name.or(display);
                 email = idn.email.or(email);
@@ -459,10 +488,16 @@ impl Visitor {
         self.thread = value.clone();
         let mut ids = vec![PartyIdentity::new(IdentityKind::WebVisitor, value)];
         if let Some(e) = email.filter(|e| !e.trim().is_empty()) {
-            ids.push(PartyIdentity::new(IdentityKind::Email, e.chars().take(254).collect::<String>()));
+            ids.push(PartyIdentity::new(
+                IdentityKind::Email,
+                e.chars().take(254).collect::<String>(),
+            ));
         }
         if let Some(p) = phone.filter(|p| !p.trim().is_empty()) {
-            ids.push(PartyIdentity::new(IdentityKind::Phone, p.chars().take(64).collect::<String>()));
+            ids.push(PartyIdentity::new(
+                IdentityKind::Phone,
+                p.chars().take(64).collect::<String>(),
+            ));
         }
         self.party = Party {
             identities: ids,
@@ -487,7 +522,9 @@ impl Visitor {
             // Too much missed: the page reloads its history over... there is no REST for
             // visitors, so replay the most recent `max` events instead.
             Ok(Replay::TooOld) => {
-                let from = self.until.saturating_sub(i64::try_from(max).unwrap_or(1000) * 4);
+                let from = self
+                    .until
+                    .saturating_sub(i64::try_from(max).unwrap_or(1000) * 4);
                 match hub.replay(t, from, self.until, max * 4).await {
                     Ok(Replay::Events(v)) => v,
                     _ => Vec::new(),
@@ -522,7 +559,9 @@ impl Visitor {
         }
         let result = tokio::time::timeout(WRITE_TIMEOUT, async {
             for (_, f) in &frames {
-                self.socket.feed(Message::Text(Utf8Bytes::from(f.clone()))).await?;
+                self.socket
+                    .feed(Message::Text(Utf8Bytes::from(f.clone())))
+                    .await?;
             }
             self.socket.flush().await
         })
@@ -537,15 +576,20 @@ impl Visitor {
     }
 
     async fn send_raw(&mut self, m: Message) -> bool {
-        matches!(tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await,
+            Ok(Ok(()))
+        )
     }
 
     async fn send_json(&mut self, v: &Value) -> bool {
-        self.send_raw(Message::Text(Utf8Bytes::from(v.to_string()))).await
+        self.send_raw(Message::Text(Utf8Bytes::from(v.to_string())))
+            .await
     }
 
     async fn error(&mut self, id: Option<&ReqId>, code: &str, message: &str) -> bool {
-        let mut v = json!({"type": "error", "seq": self.last_sent, "code": code, "message": message});
+        let mut v =
+            json!({"type": "error", "seq": self.last_sent, "code": code, "message": message});
         if let Some(id) = id {
             v["id"] = json!(id);
         }
@@ -555,7 +599,11 @@ impl Visitor {
     async fn on_message(&mut self, msg: Message) -> Flow {
         let text = match msg {
             Message::Text(t) => t,
-            Message::Binary(_) => return self.protocol_error("binary_not_supported", "send JSON text frames").await,
+            Message::Binary(_) => {
+                return self
+                    .protocol_error("binary_not_supported", "send JSON text frames")
+                    .await
+            }
             Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
             Message::Close(_) => return Flow::Gone,
         };
@@ -563,7 +611,15 @@ impl Visitor {
             if self.limiter.refused_in_row > 50 {
                 return Flow::Close(close::RATE_LIMITED, "too many frames");
             }
-            if self.limiter.refused_in_row == 1 && !self.error(None, "rate_limited", "too many frames; this one was dropped").await {
+            if self.limiter.refused_in_row == 1
+                && !self
+                    .error(
+                        None,
+                        "rate_limited",
+                        "too many frames; this one was dropped",
+                    )
+                    .await
+            {
                 return Flow::Gone;
             }
             return Flow::Continue;
@@ -571,7 +627,11 @@ impl Visitor {
         let frame: VisitorFrame = match serde_json::from_str(text.as_str()) {
             Ok(f) => f,
             Err(e) => {
-                let code = if serde_json::from_str::<Value>(text.as_str()).is_ok() { "invalid_frame" } else { "invalid_json" };
+                let code = if serde_json::from_str::<Value>(text.as_str()).is_ok() {
+                    "invalid_frame"
+                } else {
+                    "invalid_json"
+                };
                 return self.protocol_error(code, &e.to_string()).await;
             }
         };
@@ -581,12 +641,20 @@ impl Visitor {
                 if let Some(id) = id {
                     v["id"] = json!(id);
                 }
-                if self.send_json(&v).await { Flow::Continue } else { Flow::Gone }
+                if self.send_json(&v).await {
+                    Flow::Continue
+                } else {
+                    Flow::Gone
+                }
             }
-            VisitorFrame::Start { .. } => self.protocol_error("invalid_frame", "start was already sent").await,
+            VisitorFrame::Start { .. } => {
+                self.protocol_error("invalid_frame", "start was already sent")
+                    .await
+            }
             VisitorFrame::Typing {} => {
                 if let Some(d) = self.dialog {
-                    let data = json!({"dialog_id": d, "who": "customer", "name": self.party.display_name});
+                    let data =
+                        json!({"dialog_id": d, "who": "customer", "name": self.party.display_name});
                     self.state.hub.publish_ephemeral(Event::ephemeral(
                         self.state.hub.head(),
                         vec![Topic::dialog(d)],
@@ -600,18 +668,49 @@ impl Visitor {
                 }
                 Flow::Continue
             }
-            VisitorFrame::Message { id, client_msg_id, text } => {
+            VisitorFrame::Message {
+                id,
+                client_msg_id,
+                text,
+            } => {
                 if id.as_ref().is_some_and(|i| !i.is_valid()) {
-                    return self.protocol_error("invalid_frame", "id is a number or a string of at most 64 bytes").await;
+                    return self
+                        .protocol_error(
+                            "invalid_frame",
+                            "id is a number or a string of at most 64 bytes",
+                        )
+                        .await;
                 }
                 let ok_key = (1..=64).contains(&client_msg_id.len())
-                    && client_msg_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                    && client_msg_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
                 if !ok_key {
-                    return if self.error(id.as_ref(), "invalid", "client_msg_id is 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'").await { Flow::Continue } else { Flow::Gone };
+                    return if self
+                        .error(
+                            id.as_ref(),
+                            "invalid",
+                            "client_msg_id is 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'",
+                        )
+                        .await
+                    {
+                        Flow::Continue
+                    } else {
+                        Flow::Gone
+                    };
                 }
-                if text.trim().is_empty() || text.chars().count() > self.state.config.widget.max_text_chars {
-                    let m = format!("text is 1 to {} characters", self.state.config.widget.max_text_chars);
-                    return if self.error(id.as_ref(), "invalid", &m).await { Flow::Continue } else { Flow::Gone };
+                if text.trim().is_empty()
+                    || text.chars().count() > self.state.config.widget.max_text_chars
+                {
+                    let m = format!(
+                        "text is 1 to {} characters",
+                        self.state.config.widget.max_text_chars
+                    );
+                    return if self.error(id.as_ref(), "invalid", &m).await {
+                        Flow::Continue
+                    } else {
+                        Flow::Gone
+                    };
                 }
                 self.post(id, client_msg_id, text).await
             }
@@ -634,7 +733,11 @@ impl Visitor {
         );
         let outcome = self.state.pipeline.submit(ev).await;
         let reply = match outcome {
-            Ok(Processed::Message(crate::domain::IngestOutcome::Stored { message, dialog, .. })) => {
+            Ok(Processed::Message(crate::domain::IngestOutcome::Stored {
+                message,
+                dialog,
+                ..
+            })) => {
                 self.own.push_back(message.id);
                 if self.own.len() > 256 {
                     self.own.pop_front();
@@ -645,15 +748,22 @@ impl Visitor {
                 }
                 json!({"type": "ack", "seq": self.last_sent, "message_id": message.id, "dialog_id": dialog.id, "duplicate": false})
             }
-            Ok(Processed::Message(crate::domain::IngestOutcome::Duplicate { message_id, dialog_id })) => {
+            Ok(Processed::Message(crate::domain::IngestOutcome::Duplicate {
+                message_id,
+                dialog_id,
+            })) => {
                 json!({"type": "ack", "seq": self.last_sent, "message_id": message_id, "dialog_id": dialog_id, "duplicate": true})
             }
-            Ok(_) => json!({"type": "error", "seq": self.last_sent, "code": "internal", "message": "the message was not stored"}),
+            Ok(_) => {
+                json!({"type": "error", "seq": self.last_sent, "code": "internal", "message": "the message was not stored"})
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "widget message refused");
                 let (code, msg) = match e {
                     crate::pipeline::PipelineError::Invalid(f) => ("invalid", f.message),
-                    crate::pipeline::PipelineError::Closed => ("unavailable", "the hub is restarting; retry".to_owned()),
+                    crate::pipeline::PipelineError::Closed => {
+                        ("unavailable", "the hub is restarting; retry".to_owned())
+                    }
                     _ => ("internal", "the message was not stored; retry".to_owned()),
                 };
                 json!({"type": "error", "seq": self.last_sent, "code": code, "message": msg})
@@ -663,7 +773,11 @@ impl Visitor {
         if let Some(id) = id {
             reply["id"] = json!(id);
         }
-        if self.send_json(&reply).await { Flow::Continue } else { Flow::Gone }
+        if self.send_json(&reply).await {
+            Flow::Continue
+        } else {
+            Flow::Gone
+        }
     }
 
     async fn protocol_error(&mut self, code: &str, message: &str) -> Flow {
@@ -671,7 +785,11 @@ impl Visitor {
         if self.protocol_errors > MAX_PROTOCOL_ERRORS {
             return Flow::Close(close::PROTOCOL, "too many malformed frames");
         }
-        if self.error(None, code, message).await { Flow::Continue } else { Flow::Gone }
+        if self.error(None, code, message).await {
+            Flow::Continue
+        } else {
+            Flow::Gone
+        }
     }
 }
 
@@ -695,7 +813,9 @@ fn visitor_frame(e: &Event) -> Option<String> {
                 .to_string(),
             )
         }
-        ("typing", "operator") => Some(json!({"type": "typing", "seq": e.seq, "who": "operator"}).to_string()),
+        ("typing", "operator") => {
+            Some(json!({"type": "typing", "seq": e.seq, "who": "operator"}).to_string())
+        }
         _ => None,
     }
 }
