@@ -224,8 +224,15 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
         let token = self.state.shutdown.clone();
+        // No Nagle delay: an event often goes out as two small frames, and the second would
+        // wait for the client's delayed ACK (tens of milliseconds).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let result = axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -24,6 +24,9 @@ const NODE_DEAD_AFTER: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Routing {
     store: Arc<dyn Store>,
+    /// Open operator connections on this node, per user: the store hears only of a user's
+    /// first and last connection here (a console with many tabs, a reconnect storm).
+    local: std::sync::Mutex<std::collections::HashMap<Id, usize>>,
     node_id: String,
     grace: Duration,
     started: Timestamp,
@@ -42,6 +45,7 @@ impl Routing {
     ) -> Arc<Self> {
         let r = Arc::new(Self {
             store,
+            local: std::sync::Mutex::new(std::collections::HashMap::new()),
             node_id,
             grace,
             started: Timestamp::now(),
@@ -61,6 +65,17 @@ impl Routing {
 
     /// An operator connection opened: presence back to what they chose.
     pub async fn connected(&self, user_id: Id) {
+        let first = match self.local.lock() {
+            Ok(mut m) => {
+                let n = m.entry(user_id).or_insert(0);
+                *n += 1;
+                *n == 1
+            }
+            Err(_) => true,
+        };
+        if !first {
+            return;
+        }
         if let Err(e) = self.store.presence_connected(user_id, &self.node_id).await {
             tracing::warn!(error = %e, user_id, "cannot record an operator connection");
         }
@@ -68,6 +83,22 @@ impl Routing {
 
     /// An operator connection closed: after the grace period, offline unless they came back.
     pub fn disconnected(self: &Arc<Self>, user_id: Id) {
+        let last = match self.local.lock() {
+            Ok(mut m) => match m.get_mut(&user_id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    m.remove(&user_id);
+                    true
+                }
+            },
+            Err(_) => true,
+        };
+        if !last {
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
             if let Err(e) = me.store.presence_disconnected(user_id, &me.node_id).await {

@@ -192,12 +192,20 @@ pub(crate) async fn append(
     .bind(c.owner.map(|o| i64::from(o.1)))
     .fetch_one(&mut *conn)
     .await?;
-    for t in &topics {
-        sqlx::query("INSERT INTO change_topics (topic, seq) VALUES ($1, $2)")
-            .bind(t.to_string())
-            .bind(seq)
-            .execute(&mut *conn)
-            .await?;
+    if !topics.is_empty() {
+        // One statement for all of the change's topics.
+        let mut sql = String::from("INSERT INTO change_topics (topic, seq) VALUES ");
+        for i in 0..topics.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, $1)", i + 2));
+        }
+        let mut q = sqlx::query(&sql).bind(seq);
+        for t in &topics {
+            q = q.bind(t.to_string());
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok((seq, topics))
 }

@@ -41,9 +41,14 @@ enum ClientFrame {
     Subscribe {
         #[serde(default)]
         id: Option<ReqId>,
-        topic: String,
+        /// One topic …
+        #[serde(default)]
+        topic: Option<String>,
         #[serde(default)]
         since: Option<i64>,
+        /// … or several, replayed together in seq order (what a reconnect should send).
+        #[serde(default)]
+        topics: Option<Vec<TopicSince>>,
     },
     Unsubscribe {
         #[serde(default)]
@@ -111,6 +116,15 @@ enum ClientFrame {
         #[serde(default)]
         id: Option<ReqId>,
     },
+}
+
+/// One topic of a multi-topic subscribe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicSince {
+    topic: String,
+    #[serde(default)]
+    since: Option<i64>,
 }
 
 impl ClientFrame {
@@ -589,8 +603,23 @@ impl Conn {
         let store = self.state.store.clone();
         match frame {
             ClientFrame::Ping { .. } => Ok(Some(("pong", json!({})))),
-            ClientFrame::Subscribe { id, topic, since } => {
-                self.subscribe(id.as_ref(), &topic, since).await?;
+            ClientFrame::Subscribe {
+                id,
+                topic,
+                since,
+                topics,
+            } => {
+                let list = match (topic, topics) {
+                    (Some(t), None) => vec![TopicSince { topic: t, since }],
+                    (None, Some(list)) if !list.is_empty() && since.is_none() => list,
+                    _ => {
+                        return Err(WsError::new(
+                            "invalid_frame",
+                            "give topic (with since) or topics: [{topic, since}], not both",
+                        ))
+                    }
+                };
+                self.subscribe(id.as_ref(), list).await?;
                 Ok(None)
             }
             ClientFrame::Unsubscribe { topic, .. } => {
@@ -835,72 +864,104 @@ impl Conn {
     async fn subscribe(
         &mut self,
         id: Option<&ReqId>,
-        topic: &str,
-        since: Option<i64>,
+        list: Vec<TopicSince>,
     ) -> Result<(), WsError> {
-        let t: Topic = topic
-            .parse()
-            .map_err(|e: ParseTopicError| WsError::new("invalid_topic", e.to_string()))?;
-        if since.is_some_and(|s| s < 0) {
-            return Err(WsError::new(
-                "invalid_since",
-                "since is a sequence number, 0 or more",
-            ));
+        let mut wanted: Vec<(Topic, Option<i64>)> = Vec::with_capacity(list.len());
+        for ts in list {
+            let t: Topic = ts.topic.parse().map_err(|e: ParseTopicError| {
+                let shown: String = ts.topic.chars().take(80).collect();
+                WsError::new("invalid_topic", format!("{shown}: {e}"))
+            })?;
+            if ts.since.is_some_and(|s| s < 0) {
+                return Err(WsError::new(
+                    "invalid_since",
+                    "since is a sequence number, 0 or more",
+                ));
+            }
+            if !wanted.iter().any(|(x, _)| *x == t) {
+                wanted.push((t, ts.since));
+            }
         }
-        if !self.subs.contains(t) && self.subs.len() >= MAX_SUBSCRIPTIONS {
+        let added = wanted
+            .iter()
+            .filter(|(t, _)| !self.subs.contains(*t))
+            .count();
+        if self.subs.len() + added > MAX_SUBSCRIPTIONS {
             return Err(WsError::new(
                 "too_many_subscriptions",
                 format!("at most {MAX_SUBSCRIPTIONS} topics per connection"),
             ));
         }
-        self.authorize(t).await?;
+        // All or nothing: every topic is checked before any is followed.
+        for (t, _) in &wanted {
+            if let Err(mut e) = self.authorize(*t).await {
+                e.message = format!("{t}: {}", e.message);
+                return Err(e);
+            }
+        }
         let hub = self.state.hub.clone();
         // Register first, then read the head: every event after it reaches the queue.
-        hub.subscribe(t, &self.handle);
+        for (t, _) in &wanted {
+            hub.subscribe(*t, &self.handle);
+        }
         let until = hub.head();
-        let since = since.unwrap_or(until).min(until);
-        self.subs.insert(Sub {
-            topic: t,
-            since,
-            until,
-        });
         let max = self.state.config.realtime.max_replay;
-        let replay = match hub.replay(t, since, until, max).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.subs.remove(t);
-                hub.unsubscribe(t, self.handle.id);
-                return Err(e.into());
+        let mut replayed = Vec::new();
+        let mut outcome = Vec::with_capacity(wanted.len());
+        for (t, since) in &wanted {
+            let since = since.unwrap_or(until).min(until);
+            let replay = match hub.replay(*t, since, until, max).await {
+                Ok(r) => r,
+                Err(e) => {
+                    for (t, _) in &wanted {
+                        self.subs.remove(*t);
+                        hub.unsubscribe(*t, self.handle.id);
+                    }
+                    return Err(e.into());
+                }
+            };
+            match replay {
+                Replay::Events(v) => {
+                    self.subs.insert(Sub {
+                        topic: *t,
+                        since,
+                        until,
+                    });
+                    outcome.push((*t, false, v.len()));
+                    replayed.extend(v);
+                }
+                Replay::TooOld => {
+                    // Nothing is replayed: the client reloads a snapshot and applies events
+                    // after `until` on top of it.
+                    self.subs.insert(Sub {
+                        topic: *t,
+                        since: until,
+                        until,
+                    });
+                    outcome.push((*t, true, 0));
+                }
             }
-        };
+        }
         let mut held = Vec::new();
         while let Ok(e) = self.rx.try_recv() {
             held.push(e);
         }
-        let (replayed, too_old) = match replay {
-            Replay::Events(v) => (v, false),
-            Replay::TooOld => {
-                // Nothing is replayed: the client reloads a snapshot and applies events
-                // after `until` on top of it.
-                self.subs.insert(Sub {
-                    topic: t,
-                    since: until,
-                    until,
-                });
-                (Vec::new(), true)
-            }
-        };
-        let n_replayed = replayed.len();
-        let (out, lost) = self.subs.merge(&self.actor, t, replayed, held);
+        let new: Vec<Topic> = wanted.iter().map(|(t, _)| *t).collect();
+        let (out, lost) = self.subs.merge(&self.actor, &new, replayed, held);
         if !self.send_events(&out).await || !self.end_lost(lost).await {
             return Err(WsError::new("internal", "connection lost"));
         }
-        if too_old {
-            let body = json!({"topic": t.to_string(), "until": until, "reason": "too_old"});
-            self.reply("resync", id, body).await;
-        } else {
-            let body = json!({"topic": t.to_string(), "until": until, "replayed": n_replayed});
-            self.reply("subscribed", id, body).await;
+        for (t, too_old, n) in outcome {
+            let sent = if too_old {
+                let body = json!({"topic": t.to_string(), "until": until, "reason": "too_old"});
+                self.reply("resync", id, body).await
+            } else {
+                let body = json!({"topic": t.to_string(), "until": until, "replayed": n});
+                self.reply("subscribed", id, body).await
+            };
+            if !sent {
+                return Err(WsError::new("internal", "connection lost"));
+            }
         }
         Ok(())
     }

@@ -95,22 +95,25 @@ impl Subs {
         d
     }
 
-    /// Whether a subscription other than `except` covers `e` (see the module docs).
-    fn covered(&self, actor: &Actor, e: &Event, except: Topic) -> bool {
+    /// Whether a subscription other than the new ones covers `e` (see the module docs).
+    fn covered(&self, actor: &Actor, e: &Event, new: &[Topic]) -> bool {
         self.list.iter().any(|s| {
-            s.topic != except
+            !new.contains(&s.topic)
                 && e.topics.contains(&s.topic)
                 && e.seq > s.since
                 && access(actor, s.topic, e) == Access::Yes
         })
     }
 
-    /// Merges the replay of the new subscription `topic` (already inserted) with the events
-    /// held from the queue, in seq order: what to send, and subscriptions that lost access.
+    /// Merges the replays of the new subscriptions `new` (already inserted, subscribed in one
+    /// frame) with the events held from the queue, in seq order: what to send, and
+    /// subscriptions that lost access. One merged pass keeps every topic in order, which
+    /// replaying the topics one after another would not (an event of two topics would go
+    /// out with the first, ahead of older events of the second).
     pub fn merge(
         &self,
         actor: &Actor,
-        topic: Topic,
+        new: &[Topic],
         replayed: Vec<Arc<Event>>,
         held: Vec<Arc<Event>>,
     ) -> (Vec<Arc<Event>>, Vec<Topic>) {
@@ -150,8 +153,10 @@ impl Subs {
                 false
             };
             let replay = in_replay
-                && (in_held || !self.covered(actor, e, topic))
-                && access(actor, topic, e) == Access::Yes;
+                && (in_held || !self.covered(actor, e, new))
+                && new
+                    .iter()
+                    .any(|t| e.topics.contains(t) && access(actor, *t, e) == Access::Yes);
             if live || replay {
                 out.push(e.clone());
             }
@@ -267,7 +272,7 @@ mod tests {
             ev(13, vec![d7]),     // replay only
         ];
         let held = vec![ev(12, vec![d7, u3]), ev(15, vec![d7])];
-        let (out, lost) = s.merge(&OP, d7, replayed, held);
+        let (out, lost) = s.merge(&OP, &[d7], replayed, held);
         let seqs: Vec<i64> = out.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![6, 12, 13, 15]);
         assert!(lost.is_empty());
