@@ -171,17 +171,20 @@ struct Inbox {
     notify: Notify,
 }
 
+/// The store's link to the hub. Weak: the hub holds the store, and a strong link back would
+/// keep both (and the database pool) alive after the app is gone.
 #[derive(Debug)]
-struct HubSink(Arc<Hub>);
+struct HubSink(std::sync::Weak<Hub>);
 
 impl CommitSink for HubSink {
     fn committed(&self, entries: Vec<ChangeEntry>) {
-        if let Some(bus) = self.0.bus() {
+        let Some(hub) = self.0.upgrade() else { return };
+        if let Some(bus) = hub.bus() {
             bus.publish(BusBody::Changes {
                 entries: entries.clone(),
             });
         }
-        self.0.offer(entries);
+        hub.offer(entries);
     }
 }
 
@@ -241,7 +244,7 @@ impl Hub {
             bus: RwLock::new(None),
             metrics: HubMetrics::default(),
         });
-        store.set_commit_sink(Arc::new(HubSink(hub.clone())));
+        store.set_commit_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
         tokio::spawn(hub.clone().run_sequencer(shutdown));
         Ok(hub)
     }

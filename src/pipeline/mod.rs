@@ -326,6 +326,7 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             message_id,
             external_id,
         } => {
+            let external_id = channel_id("external_id", &external_id)?;
             let update = DeliveryUpdate {
                 status: DeliveryStatus::Sent,
                 provider_message_id: Some(external_id),
@@ -345,6 +346,7 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             message_external_id,
             status,
         } => {
+            let message_external_id = channel_id("message_external_id", &message_external_id)?;
             let Some(m) = inner
                 .store
                 .message_by_channel_id(&connector, &message_external_id)
@@ -381,6 +383,7 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             delivery(inner, m.id, &update).await
         }
         InboundKind::Typing { thread_id, sender } => {
+            let thread_id = channel_id("thread_id", &thread_id)?;
             let Some(d) = inner.store.dialog_by_thread(&connector, &thread_id).await? else {
                 return Ok(Processed::Ignored {
                     reason: "typing in a thread with no dialog".into(),
@@ -417,6 +420,17 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             })
         }
     }
+}
+
+/// An id from the channel, checked like every key (no control characters, 1 to 256 bytes).
+fn channel_id(field: &str, v: &str) -> Result<String, PipelineError> {
+    kommutator_sdk::normalize_external_id(v).map_err(|_| {
+        PipelineError::Invalid(FieldError::new(
+            field,
+            "invalid_external_id",
+            format!("{field} is 1 to 256 characters without control characters"),
+        ))
+    })
 }
 
 async fn delivery(

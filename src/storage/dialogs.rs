@@ -36,7 +36,7 @@ fn external_id(field: &str, v: &str) -> Result<String, FieldError> {
     })
 }
 
-fn check_attachments(list: &[Attachment]) -> Result<(), FieldError> {
+pub(crate) fn check_attachments(list: &[Attachment]) -> Result<(), FieldError> {
     if list.len() > 20 {
         return Err(FieldError::new(
             "attachments",

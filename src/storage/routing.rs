@@ -1059,11 +1059,7 @@ impl SqlStore {
             )
             .into());
         }
-        if input.attachments.len() > 20 {
-            return Err(
-                FieldError::new("attachments", "too_many", "at most 20 attachments").into(),
-            );
-        }
+        super::dialogs::check_attachments(&input.attachments)?;
         let display_name =
             optional_text("display_name", input.display_name.as_deref(), Limits::NAME)?;
         let subject = optional_text("subject", input.subject.as_deref(), Limits::NAME)?;

@@ -38,6 +38,18 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+/// Inbound events come from channels (API keys), never from a person's session: an
+/// operator must not be able to forge a customer's message.
+fn channel_key(a: &Auth) -> Result<(), ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    if a.user.is_some() {
+        return Err(ApiError::forbidden(
+            "inbound events come from channels: use an API key with dialogs:write",
+        ));
+    }
+    Ok(())
+}
+
 fn connector_path(id: &str, body_id: &str, field: &str) -> Result<(), ApiError> {
     if id != body_id {
         return Err(ApiError::new(
@@ -64,7 +76,7 @@ pub async fn post_event(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Processed>, ApiError> {
-    a.require(Scope::DialogsWrite)?;
+    channel_key(&a)?;
     let ev: InboundEvent = parse_json(&body)?;
     connector_path(&id, ev.connector_id.as_str(), "connector_id")?;
     Ok(Json(s.pipeline.submit(ev).await?))
@@ -114,7 +126,7 @@ pub async fn post_batch(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Vec<BatchItem>>, ApiError> {
-    a.require(Scope::DialogsWrite)?;
+    channel_key(&a)?;
     let batch: EventBatch = parse_json(&body)?;
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::new(

@@ -665,7 +665,17 @@ impl Conn {
                     attachments,
                     sent_at: None,
                 };
-                let (m, created) = store.add_message(&self.actor, dialog_id, &input).await?;
+                let (m, created) = store
+                    .add_message(&self.actor, dialog_id, &input)
+                    .await
+                    .map_err(|e| {
+                        let mut e = WsError::from(e);
+                        // The frame calls the message text `text`.
+                        if e.field.as_deref() == Some("body") {
+                            e.field = Some("text".into());
+                        }
+                        e
+                    })?;
                 Ok(Some((
                     "ack",
                     json!({"message_id": m.id, "dialog_id": dialog_id, "duplicate": !created, "delivery_status": m.delivery_status}),
