@@ -146,6 +146,34 @@ impl ClientFrame {
     }
 }
 
+/// Parses a client frame as the socket does and names its type (for fuzzing and tests).
+///
+/// # Errors
+/// The parser's message, as the `error` frame would carry it.
+pub fn parse_frame_type(text: &str) -> Result<&'static str, String> {
+    let f: ClientFrame = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(match f {
+        ClientFrame::Subscribe { topic, topics, .. } => {
+            // Topics are parsed after the frame; a fuzzer reaches that parser too.
+            for t in topic.iter().chain(topics.iter().flatten().map(|x| &x.topic)) {
+                let _ = t.parse::<Topic>();
+            }
+            "subscribe"
+        }
+        ClientFrame::Unsubscribe { .. } => "unsubscribe",
+        ClientFrame::Send { .. } => "send",
+        ClientFrame::Typing { .. } => "typing",
+        ClientFrame::Read { .. } => "read",
+        ClientFrame::Assign { .. } => "assign",
+        ClientFrame::Transfer { .. } => "transfer",
+        ClientFrame::Close { .. } => "close",
+        ClientFrame::Reopen { .. } => "reopen",
+        ClientFrame::Presence { .. } => "presence",
+        ClientFrame::Handover { .. } => "handover",
+        ClientFrame::Ping { .. } => "ping",
+    })
+}
+
 /// A reply frame that is not an event.
 #[derive(Serialize)]
 struct Reply<'a, T: Serialize> {

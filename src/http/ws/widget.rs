@@ -185,6 +185,20 @@ enum VisitorFrame {
     },
 }
 
+/// Parses a visitor frame as the socket does and names its type (for fuzzing and tests).
+///
+/// # Errors
+/// The parser's message.
+pub fn parse_frame_type(text: &str) -> Result<&'static str, String> {
+    let f: VisitorFrame = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(match f {
+        VisitorFrame::Start { .. } => "start",
+        VisitorFrame::Message { .. } => "message",
+        VisitorFrame::Typing {} => "typing",
+        VisitorFrame::Ping { .. } => "ping",
+    })
+}
+
 /// `GET /ws/widget?site=<key>`.
 pub async fn handler(
     State(state): State<AppState>,
