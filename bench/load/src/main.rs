@@ -79,6 +79,11 @@ pub struct Common {
     /// Handshakes in flight per worker process.
     #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
+    /// Clients set TCP_QUICKACK after every read, so the server's small writes are never
+    /// held back waiting for a delayed ACK (a diagnostic: it shows whether Nagle's
+    /// algorithm on the server's sockets adds latency).
+    #[arg(long)]
+    pub client_quickack: bool,
     /// WebSocket read buffer per client connection, bytes.
     #[arg(long, default_value_t = 4096)]
     pub read_buffer: usize,
@@ -229,9 +234,16 @@ pub struct StormArgs {
     /// Drops.
     #[arg(long, default_value_t = 1)]
     pub storms: usize,
+    /// Topics of each dropped connection, in subscription order (must include dept).
+    #[arg(long, value_delimiter = ',', default_value = "user,dept")]
+    pub topics: Vec<String>,
     /// Longest wait for the last events after publishing, seconds.
     #[arg(long, default_value_t = 20.0)]
     pub drain: f64,
+    /// Keep every seq of every connection and write the wrong ones (received vs expected,
+    /// at most 20) to this JSON file. Memory grows with connections × events: small runs.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
 }
 
 /// `peer` options.
@@ -259,7 +271,7 @@ pub struct PeerArgs {
     #[arg(long, default_value_t = 20.0)]
     pub seconds: f64,
     /// Bytes of padding in each peer publication (to bring its frame near the hub's).
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 550)]
     pub pad: usize,
     /// Hub: operator users.
     #[arg(long, default_value_t = 32)]
@@ -276,6 +288,17 @@ pub struct PeerArgs {
     /// Seconds to wait after connecting before measuring memory.
     #[arg(long, default_value_t = 5.0)]
     pub settle: f64,
+}
+
+/// Runs a scenario until it ends or Ctrl-C; dropping it kills the servers it started
+/// (their `Child` handles kill on drop).
+async fn interruptible(
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = f => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -295,11 +318,11 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Worker => worker::run().await,
-            Cmd::Idle(a) => scenarios::idle(a).await,
-            Cmd::Fanout(a) => scenarios::fanout(a).await,
-            Cmd::Latency(a) => scenarios::latency(a).await,
-            Cmd::Storm(a) => scenarios::storm(a).await,
-            Cmd::Peer(a) => scenarios::peer(a).await,
+            Cmd::Idle(a) => interruptible(scenarios::idle(a)).await,
+            Cmd::Fanout(a) => interruptible(scenarios::fanout(a)).await,
+            Cmd::Latency(a) => interruptible(scenarios::latency(a)).await,
+            Cmd::Storm(a) => interruptible(scenarios::storm(a)).await,
+            Cmd::Peer(a) => interruptible(scenarios::peer(a)).await,
         }
     });
     // Connections still open in workers need not close gracefully.
