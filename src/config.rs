@@ -517,11 +517,11 @@ impl Config {
         if !(1..=64).contains(&rt.pipeline_workers) {
             return Err(key("realtime.pipeline_workers", "must be 1 to 64".into()));
         }
-        if rt.max_replay == 0 || rt.replay_ring == 0 {
-            return Err(key(
-                "realtime.max_replay",
-                "max_replay and replay_ring must be at least 1".into(),
-            ));
+        if !(1..=10_000).contains(&rt.max_replay) {
+            return Err(key("realtime.max_replay", "must be 1 to 10000".into()));
+        }
+        if rt.replay_ring == 0 {
+            return Err(key("realtime.replay_ring", "must be at least 1".into()));
         }
         for key in self.widget.sites.keys() {
             let ok = (1..=57).contains(&key.len())

@@ -34,6 +34,9 @@ use crate::bus::{Bus, BusBody};
 use crate::domain::{ChangeEntry, Topic};
 use crate::storage::{CommitSink, Store, StoreResult};
 
+/// The most events one subscription may replay (`realtime.max_replay` is capped to it).
+pub const MAX_REPLAY: usize = 10_000;
+
 /// Tuning of the hub; see `[realtime]` in the config.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -395,6 +398,8 @@ impl Hub {
         if since >= until {
             return Ok(Replay::Events(Vec::new()));
         }
+        // The store answers at most 10,001 rows per read: a longer replay is a resync.
+        let limit = limit.clamp(1, MAX_REPLAY);
         if let Some(r) = self.replay_from_ring(topic, since, until, limit) {
             return Ok(r);
         }

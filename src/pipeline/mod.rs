@@ -312,12 +312,17 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             };
             // Two nodes (or two webhook retries) may race on a new sender or thread; the
             // loser's transaction rolls back whole and the retry finds what the winner stored.
-            let mut attempt = 0;
+            let mut attempt: u32 = 0;
             loop {
                 attempt += 1;
                 match inner.store.ingest_message(&input).await {
                     Ok(outcome) => return Ok(Processed::Message(outcome)),
                     Err(StoreError::Duplicate { .. }) if attempt < 4 => continue,
+                    // A deadlock with another node's transaction rolled ours back whole.
+                    Err(e) if e.is_transient() && attempt < 4 => {
+                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -267,7 +267,7 @@ impl SqlStore {
             .bind(topic.to_string())
             .bind(since)
             .bind(until)
-            .bind(limit.clamp(1, 10_000))
+            .bind(limit.clamp(1, 10_001))
             .fetch_all(&self.pool)
             .await?;
         rs.iter().map(rows::change).collect()

@@ -89,6 +89,19 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the failure is a transient conflict between concurrent transactions
+    /// (PostgreSQL deadlock or serialization failure): the whole transaction may be retried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<FieldError> for StoreError {
     fn from(e: FieldError) -> Self {
         StoreError::Invalid(e)

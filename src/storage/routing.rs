@@ -449,7 +449,9 @@ impl SqlStore {
     /// Locks the department's routing on PostgreSQL (SQLite: the writer lock already does).
     async fn lock_department(tx: &mut WriteTx, department_id: Id) -> StoreResult<()> {
         if tx.backend() == Backend::Postgres {
-            sqlx::query("SELECT id FROM departments WHERE id = $1 FOR UPDATE")
+            // NO KEY UPDATE: it serializes routers but not the inserts whose foreign keys
+            // take KEY SHARE on the department (a FOR UPDATE here deadlocked with them).
+            sqlx::query("SELECT id FROM departments WHERE id = $1 FOR NO KEY UPDATE")
                 .bind(department_id)
                 .fetch_optional(tx.conn())
                 .await?;
@@ -1074,6 +1076,11 @@ impl SqlStore {
         }
 
         let mut tx = self.write(&actor).await?;
+        // The department first: routing locks it, and taking it before any dialog row keeps
+        // the lock order of queue drains (department, then dialogs).
+        if let Some(dep) = input.department_id {
+            Self::lock_department(&mut tx, dep).await?;
+        }
         // 1. Dedupe.
         let seen = sqlx::query(
             "SELECT id, dialog_id FROM messages WHERE connector_id = $1 AND external_id = $2",

@@ -155,7 +155,10 @@ pub fn parse_frame_type(text: &str) -> Result<&'static str, String> {
     Ok(match f {
         ClientFrame::Subscribe { topic, topics, .. } => {
             // Topics are parsed after the frame; a fuzzer reaches that parser too.
-            for t in topic.iter().chain(topics.iter().flatten().map(|x| &x.topic)) {
+            for t in topic
+                .iter()
+                .chain(topics.iter().flatten().map(|x| &x.topic))
+            {
                 let _ = t.parse::<Topic>();
             }
             "subscribe"
@@ -986,7 +989,11 @@ impl Conn {
         }
         let new: Vec<Topic> = wanted.iter().map(|(t, _)| *t).collect();
         let (out, lost) = self.subs.merge(&self.actor, &new, replayed, held);
-        if !self.send_events(&out).await || !self.end_lost(lost).await {
+        // The replay (up to `until`) goes before the replies, live events after them.
+        let (before, after): (Vec<_>, Vec<_>) = out
+            .into_iter()
+            .partition(|e| !e.ephemeral && e.seq <= until);
+        if !self.send_events(&before).await {
             return Err(WsError::new("internal", "connection lost"));
         }
         for (t, too_old, n) in outcome {
@@ -1000,6 +1007,9 @@ impl Conn {
             if !sent {
                 return Err(WsError::new("internal", "connection lost"));
             }
+        }
+        if !self.send_events(&after).await || !self.end_lost(lost).await {
+            return Err(WsError::new("internal", "connection lost"));
         }
         Ok(())
     }
