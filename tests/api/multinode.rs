@@ -281,6 +281,35 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
             }
         })
     };
+    // The same events again, at the same time, straight to node B: a redelivery racing the
+    // original on another node must store nothing twice.
+    let twin = {
+        let (b_base, token) = (b.base.clone(), key.token.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0..total {
+                let ev = inbound(
+                    &format!("mn-{}", i + 1),
+                    &format!("mn-t{}", i % 7 + 1),
+                    &format!("+7 916 555-01-{:02}", i % 7),
+                    &format!("событие {i}"),
+                );
+                loop {
+                    let r = http
+                        .post(format!("{b_base}/api/v1/connectors/site/events"))
+                        .bearer_auth(&token)
+                        .json(&ev)
+                        .send()
+                        .await;
+                    if matches!(r, Ok(ref r) if r.status().is_success()) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     let mut killed = false;
     let mut client = on_a;
     loop {
@@ -297,7 +326,7 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
                 }
             }
             Polled::Idle => {
-                if sender.is_finished() && count_messages(&seen) >= total {
+                if sender.is_finished() && twin.is_finished() && count_messages(&seen) >= total {
                     break;
                 }
             }
@@ -316,6 +345,7 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
     }
     assert!(killed, "node A was killed mid-stream");
     sender.await.expect("sender");
+    twin.await.expect("twin sender");
     assert_eq!(count_messages(&seen), total, "every message exactly once");
     let ids: BTreeSet<String> = seen
         .values()

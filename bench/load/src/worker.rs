@@ -468,14 +468,22 @@ async fn hub_hello(
     if !hello.contains("\"type\":\"hello\"") {
         bail!("expected hello, got {}", clip(&hello));
     }
-    for (i, name) in topics.names.iter().enumerate() {
-        let mut f = serde_json::json!({"type": "subscribe", "id": i, "topic": name});
-        if let Some(p) = topics.pos[i] {
-            f["since"] = p.into();
-        }
-        ws.feed(Message::text(f.to_string())).await?;
-    }
-    ws.flush().await?;
+    // All topics in one frame: the hub replays them in one seq-ordered pass, which keeps
+    // every topic in order across a resume.
+    let list: Vec<serde_json::Value> = topics
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut t = serde_json::json!({"topic": name});
+            if let Some(p) = topics.pos[i] {
+                t["since"] = p.into();
+            }
+            t
+        })
+        .collect();
+    let f = serde_json::json!({"type": "subscribe", "id": 0, "topics": list});
+    ws.send(Message::text(f.to_string())).await?;
     let mut pending = topics.names.len();
     while pending > 0 {
         let text = next_text(ws).await?;
@@ -485,7 +493,9 @@ async fn hub_hello(
         }
         let v: serde_json::Value = serde_json::from_str(&text)?;
         let ty = v["type"].as_str().unwrap_or("");
-        let idx = v["id"].as_u64().and_then(|i| usize::try_from(i).ok());
+        let idx = v["topic"]
+            .as_str()
+            .and_then(|t| topics.names.iter().position(|n| n == t));
         match (ty, idx) {
             ("subscribed" | "resync", Some(i)) if i < topics.names.len() => {
                 let until = v["until"].as_i64().unwrap_or(0);
