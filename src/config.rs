@@ -130,7 +130,7 @@ impl Default for RealtimeConfig {
             connection_queue: 1024,
             replay_ring: 20_000,
             max_replay: 1000,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             max_frame_bytes: 64 * 1024,
             ping_interval_secs: 25,
             presence_grace_secs: 30,

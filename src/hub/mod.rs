@@ -119,10 +119,13 @@ impl Router {
         }
     }
 
-    /// Queues `ev` once for every connection following one of its topics. Returns the
-    /// number of deliveries queued.
-    fn fan_out(&self, ev: &Arc<Event>, metrics: &HubMetrics) -> u64 {
-        let Ok(m) = self.topics.read() else { return 0 };
+    /// Queues `ev` once for every connection following one of its topics, then runs `done`
+    /// while still holding the routing table. Returns the number of deliveries queued.
+    fn fan_out(&self, ev: &Arc<Event>, metrics: &HubMetrics, done: impl FnOnce()) -> u64 {
+        let Ok(m) = self.topics.read() else {
+            done();
+            return 0;
+        };
         let mut n = 0;
         for t in ev.topics.iter() {
             let Some(conns) = m.get(t) else { continue };
@@ -146,6 +149,7 @@ impl Router {
                 }
             }
         }
+        done();
         n
     }
 }
@@ -379,7 +383,7 @@ impl Hub {
 
     fn fan_out_ephemeral(&self, ev: Event) {
         let ev = Arc::new(ev);
-        let n = self.router.fan_out(&ev, &self.metrics);
+        let n = self.router.fan_out(&ev, &self.metrics, || {});
         self.metrics.deliveries.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -594,10 +598,15 @@ impl Hub {
                 ring.pop_front();
             }
         }
-        // The head moves after the fan-out: a connection that registers a topic and then
-        // reads the head knows every event up to it has been routed (see `http::ws`).
-        let n = self.router.fan_out(&ev, &self.metrics);
-        self.head.store(entry.seq, Ordering::Release);
+        // The head moves after the fan-out and before the routing table is released: a
+        // connection registers a topic under the table's write lock and then reads the head,
+        // so every event up to that head was routed before it registered (and is in the
+        // replay) or after (and is in its queue). Moving the head after the release would
+        // let an event slip between the two (see `http::ws::subscriptions`).
+        let seq = entry.seq;
+        let n = self
+            .router
+            .fan_out(&ev, &self.metrics, || self.head.store(seq, Ordering::Release));
         self.metrics.events.fetch_add(1, Ordering::Relaxed);
         self.metrics.deliveries.fetch_add(n, Ordering::Relaxed);
         self.head_moved.send_replace(entry.seq);

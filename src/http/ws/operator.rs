@@ -1014,3 +1014,24 @@ impl Conn {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(Conn) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn connection_state_stays_small() {
+        let task = future_size(|c: Conn| c.run());
+        let conn = std::mem::size_of::<Conn>();
+        eprintln!("operator connection: task future {task} B, Conn {conn} B");
+        // Every idle socket pays for this; keep the deep command path boxed.
+        assert!(task < 4096, "the connection future grew to {task} bytes");
+    }
+}
