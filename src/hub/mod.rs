@@ -604,9 +604,9 @@ impl Hub {
         // replay) or after (and is in its queue). Moving the head after the release would
         // let an event slip between the two (see `http::ws::subscriptions`).
         let seq = entry.seq;
-        let n = self
-            .router
-            .fan_out(&ev, &self.metrics, || self.head.store(seq, Ordering::Release));
+        let n = self.router.fan_out(&ev, &self.metrics, || {
+            self.head.store(seq, Ordering::Release)
+        });
         self.metrics.events.fetch_add(1, Ordering::Relaxed);
         self.metrics.deliveries.fetch_add(n, Ordering::Relaxed);
         self.head_moved.send_replace(entry.seq);

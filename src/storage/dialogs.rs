@@ -496,7 +496,8 @@ impl SqlStore {
         if d.last_message_at.is_none_or(|t| t < sent_at) {
             d.last_message_at = Some(sent_at);
         }
-        if direction == Direction::Inbound && d.status == DialogStatus::Closed {
+        let reopened = direction == Direction::Inbound && d.status == DialogStatus::Closed;
+        if reopened {
             d.status = DialogStatus::Open;
             d.closed_at = None;
         }
@@ -525,7 +526,11 @@ impl SqlStore {
         .bind(dialog_id)
         .execute(tx.conn())
         .await?;
-        tx.log(dialog_change(&d, "message"));
+        // The message event carries the new last message, unread count and waiting time to
+        // consoles; the dialog is logged only when its status changed too.
+        if reopened {
+            tx.log(dialog_change(&d, "reopen"));
+        }
         if d.client_id.is_some() || d.lead_id.is_some() {
             let title = match direction {
                 Direction::Inbound => format!("Message via {}", d.channel),

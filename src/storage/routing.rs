@@ -1243,7 +1243,9 @@ impl SqlStore {
         let new_dialog = dialog.is_none();
         let mut d = match dialog.take() {
             Some(mut d) => {
-                let mut op = "update";
+                // The message event tells consoles the new last message, unread count and
+                // waiting time; the dialog itself is logged only when more changed.
+                let mut op = None;
                 if d.status == DialogStatus::Closed {
                     d.status = DialogStatus::Open;
                     d.closed_at = None;
@@ -1251,13 +1253,15 @@ impl SqlStore {
                     d.assignee_id = None;
                     d.assign_reason = None;
                     d.assigned_at = None;
-                    op = "reopen";
+                    op = Some("reopen");
                 }
-                if d.interest_id.is_none() {
+                if d.interest_id.is_none() && interest_id.is_some() {
                     d.interest_id = interest_id;
+                    op = op.or(Some("update"));
                 }
-                if d.department_id.is_none() {
+                if d.department_id.is_none() && input.department_id.is_some() {
                     d.department_id = input.department_id;
+                    op = op.or(Some("update"));
                 }
                 if d.last_message_at.is_none_or(|t| t < sent_at) {
                     d.last_message_at = Some(sent_at);
@@ -1287,7 +1291,9 @@ impl SqlStore {
                 .bind(d.id)
                 .execute(tx.conn())
                 .await?;
-                tx.log(dialog_change(&d, op));
+                if let Some(op) = op {
+                    tx.log(dialog_change(&d, op));
+                }
                 d
             }
             None => {

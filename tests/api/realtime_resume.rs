@@ -888,9 +888,9 @@ async fn resync_case(ring: usize) {
     let mut last = *want.last().expect("events");
     drop(ws);
 
-    // A gap of exactly max_replay events: replayed. In an open dialog each message is two
-    // events of the department (the message, the dialog's update).
-    ingest_n(&app, &key, 2, 5).await;
+    // A gap of exactly max_replay events: replayed. In an open dialog each message is one
+    // event of the department.
+    ingest_n(&app, &key, 2, 10).await;
     let gap = dept_seqs(change_log(&app, last).await);
     assert_eq!(gap.len(), 10, "the gap is 10 events: {gap:?}");
     let (mut ws, _) = Ws::operator(&app, &app.admin).await;
@@ -906,7 +906,7 @@ async fn resync_case(ring: usize) {
     drop(ws);
 
     // One more than max_replay: the operator's capacity changes (one presence event of the
-    // department), then five more messages.
+    // department), then ten more messages.
     let (status, body) = app
         .request(
             reqwest::Method::PUT,
@@ -916,7 +916,7 @@ async fn resync_case(ring: usize) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    ingest_n(&app, &key, 7, 5).await;
+    ingest_n(&app, &key, 12, 10).await;
     let gap = dept_seqs(change_log(&app, last).await);
     assert_eq!(gap.len(), 11, "the gap is 11 events: {gap:?}");
     let (status, pos) = app.get(Some(&app.admin), "/api/v1/realtime/position").await;
@@ -947,13 +947,13 @@ async fn resync_case(ring: usize) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(page["items"].as_array().expect("items").len(), 12, "{page}");
+    assert_eq!(page["items"].as_array().expect("items").len(), 22, "{page}");
 
     // Live events after `until` follow on the same connection, all of them, in order.
     assert!(ws.try_next(Duration::from_millis(200)).await.is_none());
-    ingest_n(&app, &key, 12, 3).await;
+    ingest_n(&app, &key, 22, 3).await;
     let want = dept_seqs(change_log(&app, until).await);
-    assert_eq!(want.len(), 6, "{want:?}");
+    assert_eq!(want.len(), 3, "{want:?}");
     let live = read_events(&mut ws, want.len()).await;
     assert_eq!(seqs(&live), want, "live events after resync");
     let bodies: Vec<&str> = live
@@ -961,7 +961,7 @@ async fn resync_case(ring: usize) {
         .filter(|e| e["entity"] == "message")
         .map(|e| e["data"]["body"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(bodies, vec!["message 12", "message 13", "message 14"]);
+    assert_eq!(bodies, vec!["message 22", "message 23", "message 24"]);
     assert!(ws.try_next(Duration::from_millis(200)).await.is_none());
 }
 
@@ -1290,8 +1290,8 @@ async fn replay_from_the_store_over_10000_events_is_complete_or_resync() {
     let key = app.api_key(&[Scope::DialogsWrite]).await;
     let topic = Topic::dept(sales).to_string();
     let since = app.last_seq().await;
-    // ~10,050 events of the department (each message in an open dialog is two).
-    let traffic = traffic(5_000, "g", 0);
+    // ~10,100 events of the department (each message in an open dialog is one).
+    let traffic = traffic(10_050, "g", 0);
     let report = Feeder::new(&app, &key).send(traffic.events, BATCH).await;
     assert_eq!(report.retries, 0, "{:?}", report.failures);
     let gap = seqs_on(&change_log(&app, since).await, &[Topic::dept(sales)]);
