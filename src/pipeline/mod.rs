@@ -95,16 +95,18 @@ struct Job {
     reply: oneshot::Sender<Result<Processed, PipelineError>>,
 }
 
-/// The pipeline. Cheap to clone.
+/// The pipeline. Cheap to clone. When every clone is gone, the workers' queues close and
+/// the ingest thread ends (it holds no handle of its own, so nothing keeps it alive).
 #[derive(Clone)]
 pub struct Pipeline {
     inner: Arc<Inner>,
+    workers: Arc<Vec<mpsc::Sender<Job>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("workers", &self.inner.workers.len())
+            .field("workers", &self.workers.len())
             .finish()
     }
 }
@@ -114,7 +116,6 @@ struct Inner {
     hub: Arc<Hub>,
     channels: std::sync::RwLock<HashMap<String, ChannelInfo>>,
     open_interest: OpenInterest,
-    workers: Vec<mpsc::Sender<Job>>,
     departments: Mutex<HashMap<String, (Option<Id>, Instant)>>,
 }
 
@@ -146,13 +147,50 @@ impl Pipeline {
                     .collect(),
             ),
             open_interest,
-            workers: senders,
             departments: Mutex::new(HashMap::new()),
         });
-        for rx in receivers {
-            tokio::spawn(run_worker(inner.clone(), rx, shutdown.clone()));
+        // The workers get a thread of their own. Each ingest is a dozen statements in one
+        // write transaction (on SQLite, under the one writer lock); on the shared runtime
+        // every statement's wake-up queued behind thousands of socket tasks, and ingest
+        // throughput collapsed under fan-out load.
+        let spawned = std::thread::Builder::new()
+            .name("kommutator-ingest".into())
+            .spawn({
+                let inner = inner.clone();
+                let shutdown = shutdown.clone();
+                move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start the ingest runtime");
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        let mut tasks = Vec::new();
+                        for rx in receivers {
+                            tasks.push(tokio::spawn(run_worker(
+                                inner.clone(),
+                                rx,
+                                shutdown.clone(),
+                            )));
+                        }
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                    });
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the ingest thread");
         }
-        Self { inner }
+        Self {
+            inner,
+            workers: Arc::new(senders),
+        }
     }
 
     /// Adds (or replaces) a channel instance (built-in channels register themselves).
@@ -183,10 +221,10 @@ impl Pipeline {
         thread_of(&event.kind)
             .unwrap_or(&event.external_id)
             .hash(&mut h);
-        let n = self.inner.workers.len() as u64;
+        let n = self.workers.len() as u64;
         let idx = usize::try_from(h.finish() % n).unwrap_or(0);
         let (reply, rx) = oneshot::channel();
-        self.inner.workers[idx]
+        self.workers[idx]
             .send(Job { event, reply })
             .await
             .map_err(|_| PipelineError::Closed)?;
