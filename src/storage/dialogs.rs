@@ -531,40 +531,7 @@ impl SqlStore {
         if reopened {
             tx.log(dialog_change(&d, "reopen"));
         }
-        if d.client_id.is_some() || d.lead_id.is_some() {
-            let title = match direction {
-                Direction::Inbound => format!("Message via {}", d.channel),
-                Direction::Outbound => format!("Reply via {}", d.channel),
-            };
-            upsert(
-                &mut tx,
-                &FeedItem {
-                    kind: if d.channel == "email" {
-                        FeedKind::Email
-                    } else {
-                        FeedKind::Message
-                    },
-                    ref_type: "message",
-                    ref_id: m.id,
-                    client_id: d.client_id,
-                    contact_id: d.contact_id,
-                    lead_id: d.lead_id,
-                    interest_id: d.interest_id,
-                    occurred_at: m.sent_at,
-                    title: &title,
-                    text: m.body.as_deref(),
-                },
-            )
-            .await?;
-        }
-        tx.log(
-            Change::new("message", m.id, "create", &m)
-                .party(d.client_id, d.lead_id)
-                .interest(d.interest_id)
-                .dialog(Some(dialog_id))
-                .department(d.department_id)
-                .owner(d.assignee_id, d.shared),
-        );
+        record_message(&mut tx, &d, &m).await?;
         tx.commit().await?;
         Ok((m, true))
     }
@@ -991,6 +958,46 @@ async fn operator_assignable(tx: &mut WriteTx, actor: &Actor, operator: Id) -> S
             "you may not put user {operator} on a call"
         )))
     }
+}
+
+/// A new message's Feed entry (when the dialog has a party) and its change-log entry, in
+/// the transaction that stored it.
+pub(crate) async fn record_message(tx: &mut WriteTx, d: &Dialog, m: &Message) -> StoreResult<()> {
+    if d.client_id.is_some() || d.lead_id.is_some() {
+        let title = match m.direction {
+            Direction::Inbound => format!("Message via {}", d.channel),
+            Direction::Outbound => format!("Reply via {}", d.channel),
+        };
+        upsert(
+            tx,
+            &FeedItem {
+                kind: if d.channel == "email" {
+                    FeedKind::Email
+                } else {
+                    FeedKind::Message
+                },
+                ref_type: "message",
+                ref_id: m.id,
+                client_id: d.client_id,
+                contact_id: d.contact_id,
+                lead_id: d.lead_id,
+                interest_id: d.interest_id,
+                occurred_at: m.sent_at,
+                title: &title,
+                text: m.body.as_deref(),
+            },
+        )
+        .await?;
+    }
+    tx.log(
+        Change::new("message", m.id, "create", m)
+            .party(d.client_id, d.lead_id)
+            .interest(d.interest_id)
+            .dialog(Some(d.id))
+            .department(d.department_id)
+            .owner(d.assignee_id, d.shared),
+    );
+    Ok(())
 }
 
 pub(crate) fn dialog_change(d: &Dialog, op: &'static str) -> Change {

@@ -8,8 +8,7 @@
 
 use sqlx::Row;
 
-use super::dialogs::dialog_change;
-use super::feed::{upsert, FeedItem};
+use super::dialogs::{dialog_change, record_message};
 use super::interests::insert_interest;
 use super::validate_ref::department_exists;
 use super::{by_id, rows, Backend, Change, SqlStore, StoreError, StoreResult, WriteTx};
@@ -1357,34 +1356,7 @@ impl SqlStore {
             });
         };
         let m = rows::message(&row)?;
-        upsert(
-            &mut tx,
-            &FeedItem {
-                kind: if d.channel == "email" {
-                    FeedKind::Email
-                } else {
-                    FeedKind::Message
-                },
-                ref_type: "message",
-                ref_id: m.id,
-                client_id: d.client_id,
-                contact_id: d.contact_id,
-                lead_id: d.lead_id,
-                interest_id: d.interest_id,
-                occurred_at: m.sent_at,
-                title: &format!("Message via {}", d.channel),
-                text: m.body.as_deref(),
-            },
-        )
-        .await?;
-        tx.log(
-            Change::new("message", m.id, "create", &m)
-                .party(d.client_id, d.lead_id)
-                .interest(d.interest_id)
-                .dialog(Some(d.id))
-                .department(d.department_id)
-                .owner(d.assignee_id, d.shared),
-        );
+        record_message(&mut tx, &d, &m).await?;
         tx.commit().await?;
         Ok(IngestOutcome::Stored {
             message: Box::new(m),
