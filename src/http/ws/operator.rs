@@ -391,7 +391,8 @@ impl Conn {
                 }
                 ev = self.rx.recv() => {
                     let Some(ev) = ev else { return Flow::Gone };
-                    if !self.deliver_batch(ev).await {
+                    // Boxed too: an idle socket should not carry the write path's state.
+                    if !Box::pin(self.deliver_batch(ev)).await {
                         return Flow::Gone;
                     }
                 }
@@ -418,7 +419,7 @@ impl Conn {
                             return Flow::Close(close::UNAUTHORIZED, "session ended; sign in again");
                         }
                     }
-                    if !self.send_raw(Message::Ping(bytes::Bytes::new())).await {
+                    if !Box::pin(self.send_raw(Message::Ping(bytes::Bytes::new()))).await {
                         return Flow::Gone;
                     }
                 }
