@@ -250,10 +250,7 @@ impl App {
 
 /// A random 256-bit secret, hex.
 fn new_secret() -> String {
-    rand::random::<[u8; 32]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::auth::hex(&rand::random::<[u8; 32]>())
 }
 
 /// The node id when none is configured: host name and process id.

@@ -253,10 +253,6 @@ fn bearer_or_cookie(parts: &Parts) -> Option<String> {
     None
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Auth, ApiError> {
     let token = bearer_or_cookie(parts).ok_or_else(|| {
         ApiError::unauthenticated("sign in, or send a session token or API key as a bearer token")
@@ -268,7 +264,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Auth, ApiError>
         let found = state.store.api_key_by_prefix(prefix).await?;
         return match found {
             Some((key, hash))
-                if constant_time_eq(auth::token_hash(&token).as_bytes(), hash.as_bytes()) =>
+                if auth::constant_time_eq(auth::token_hash(&token).as_bytes(), hash.as_bytes()) =>
             {
                 Ok(Auth {
                     actor: Actor::ApiKey {

@@ -22,8 +22,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::lease_until;
 use super::Pipeline;
-use crate::domain::{Id, Timestamp};
+use crate::domain::Id;
 use crate::hub::Hub;
 use crate::storage::Store;
 
@@ -251,10 +252,6 @@ pub async fn run_connector<C>(
             () = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
     }
-}
-
-fn lease_until(ttl: Duration) -> Timestamp {
-    Timestamp(Timestamp::now().micros() + i64::try_from(ttl.as_micros()).unwrap_or(15_000_000))
 }
 
 async fn wait_for_lease(

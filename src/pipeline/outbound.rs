@@ -163,7 +163,8 @@ pub async fn run_webhook(
     }
 }
 
-fn lease_until(ttl: Duration) -> Timestamp {
+/// When a lease taken now for `ttl` runs out.
+pub(crate) fn lease_until(ttl: Duration) -> Timestamp {
     Timestamp(Timestamp::now().micros() + i64::try_from(ttl.as_micros()).unwrap_or(15_000_000))
 }
 
@@ -271,13 +272,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes a key of any length");
     mac.update(body);
-    let out = mac.finalize().into_bytes();
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256=");
-    for b in out {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("sha256={}", crate::auth::hex(&mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

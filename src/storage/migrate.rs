@@ -63,7 +63,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, backend: Backend) -> StoreResult<
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,
         };
-        let checksum = hex(&Sha256::digest(sql.as_bytes()));
+        let checksum = crate::auth::hex(&Sha256::digest(sql.as_bytes()));
         let applied: Option<String> =
             sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
                 .bind(m.version)
@@ -98,8 +98,4 @@ async fn apply(conn: &mut sqlx::AnyConnection, backend: Backend) -> StoreResult<
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -507,7 +507,8 @@ impl SqlStore {
     }
 
     /// Chooses an operator for dialog `d` (sticky manager, then the department's policy),
-    /// excluding `exclude`. Does not write.
+    /// excluding `exclude`. A round-robin choice moves the department's turn on; callers
+    /// assign what they are offered in the same transaction.
     async fn choose(
         tx: &mut WriteTx,
         d: &Dialog,
@@ -558,6 +559,15 @@ impl SqlStore {
                 let next = rr_last
                     .and_then(|last| cands.iter().find(|c| c.user_id > last))
                     .or_else(|| cands.first());
+                if let Some(c) = next {
+                    // Every caller assigns what it is offered, inside this transaction: the
+                    // turn moves on here (so re-offers do not bounce between two people).
+                    sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
+                        .bind(c.user_id)
+                        .bind(dep)
+                        .execute(tx.conn())
+                        .await?;
+                }
                 next.map(|c| (c.user_id, AssignReason::RoundRobin))
             }
         })
@@ -671,18 +681,9 @@ impl SqlStore {
             }
         }
         match Self::choose(tx, d, None, true).await? {
-            Some((u, reason)) => {
-                if reason == AssignReason::RoundRobin {
-                    sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
-                        .bind(u)
-                        .bind(d.department_id)
-                        .execute(tx.conn())
-                        .await?;
-                }
-                Ok(Some(
-                    Self::record_assignment(tx, d, Some(u), reason, None, None).await?,
-                ))
-            }
+            Some((u, reason)) => Ok(Some(
+                Self::record_assignment(tx, d, Some(u), reason, None, None).await?,
+            )),
             None if d.assign_reason.as_deref() != Some(AssignReason::Queued.as_str()) => Ok(Some(
                 Self::record_assignment(tx, d, None, AssignReason::Queued, None, None).await?,
             )),
@@ -714,13 +715,6 @@ impl SqlStore {
             let mut d = rows::dialog(&r)?;
             match Self::choose(&mut tx, &d, None, true).await? {
                 Some((u, reason)) => {
-                    if reason == AssignReason::RoundRobin {
-                        sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
-                            .bind(u)
-                            .bind(department_id)
-                            .execute(tx.conn())
-                            .await?;
-                    }
                     out.push(
                         Self::record_assignment(&mut tx, &mut d, Some(u), reason, None, None)
                             .await?,
@@ -791,7 +785,7 @@ impl SqlStore {
         }
         let held_by_bot = d.assignee_id.is_none();
         // A bot's hold that timed out goes to the people, the sticky manager first.
-        let Some((u, how)) = Self::choose(&mut tx, &d, d.assignee_id, held_by_bot).await? else {
+        let Some((u, _)) = Self::choose(&mut tx, &d, d.assignee_id, held_by_bot).await? else {
             if held_by_bot {
                 let a = Self::record_assignment(
                     &mut tx,
@@ -814,14 +808,6 @@ impl SqlStore {
             tx.commit().await?;
             return Ok(None);
         };
-        if how == AssignReason::RoundRobin {
-            // The turn moves on, so unanswered dialogs do not bounce between two people.
-            sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
-                .bind(u)
-                .bind(d.department_id)
-                .execute(tx.conn())
-                .await?;
-        }
         let previous = d.assignee_id;
         let a = Self::record_assignment(
             &mut tx,
@@ -915,18 +901,9 @@ impl SqlStore {
             return Ok(None);
         }
         match Self::choose(tx, d, previous, false).await? {
-            Some((u, reason)) => {
-                if reason == AssignReason::RoundRobin {
-                    sqlx::query("UPDATE departments SET rr_last_user_id = $1 WHERE id = $2")
-                        .bind(u)
-                        .bind(d.department_id)
-                        .execute(tx.conn())
-                        .await?;
-                }
-                Ok(Some(
-                    Self::record_assignment(tx, d, Some(u), reason, None, None).await?,
-                ))
-            }
+            Some((u, reason)) => Ok(Some(
+                Self::record_assignment(tx, d, Some(u), reason, None, None).await?,
+            )),
             None => Ok(None),
         }
     }

@@ -123,13 +123,7 @@ impl VisitorTokens {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::auth::{constant_time_eq, hex};
 
 /// Query of the upgrade.
 #[derive(Debug, Deserialize)]
