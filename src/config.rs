@@ -559,10 +559,10 @@ impl Config {
                     "an instance id is 1 to 64 of a-z, 0-9, '_' and '-'".into(),
                 ));
             }
-            if id == "widget" || id == "operator" {
+            if id == "widget" || id == "operator" || id.starts_with("widget-") {
                 return Err(key(
                     &k,
-                    format!("`{id}` is reserved for the built-in channel"),
+                    format!("`{id}` is reserved for the built-in channels (widget sites are widget-<site>)"),
                 ));
             }
             match c {
@@ -610,6 +610,95 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn realtime_widget_and_connector_keys_are_checked() {
+        let bad = |pairs: &[(&str, &str)], key: &str| match Config::load(None, env(pairs)) {
+            Err(ConfigError::Key { key: k, .. }) => {
+                assert!(k.starts_with(key), "{k} for {pairs:?}")
+            }
+            other => panic!("{pairs:?} accepted: {other:?}"),
+        };
+        bad(
+            &[("KOMMUTATOR_REALTIME__REDIS_URL", "http://x")],
+            "realtime.redis_url",
+        );
+        bad(
+            &[("KOMMUTATOR_REALTIME__CONNECTION_QUEUE", "1")],
+            "realtime.connection_queue",
+        );
+        bad(
+            &[("KOMMUTATOR_REALTIME__READ_BUFFER_BYTES", "10")],
+            "realtime.read_buffer_bytes",
+        );
+        bad(
+            &[("KOMMUTATOR_REALTIME__MAX_REPLAY", "20000")],
+            "realtime.max_replay",
+        );
+        bad(
+            &[("KOMMUTATOR_REALTIME__LEASE_SECS", "1")],
+            "realtime.lease_secs",
+        );
+        bad(
+            &[("KOMMUTATOR_REALTIME__PIPELINE_WORKERS", "0")],
+            "realtime.pipeline_workers",
+        );
+        bad(&[("KOMMUTATOR_REALTIME__NO_SUCH", "1")], "realtime");
+        bad(&[("KOMMUTATOR_WIDGET__FRAMES_PER_SEC", "0")], "widget");
+        bad(
+            &[("KOMMUTATOR_INTAKE__OPEN_INTEREST", "sometimes")],
+            "intake.open_interest",
+        );
+        let dir = std::env::temp_dir().join(format!("kcfg-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("write");
+            Config::load(Some(&p), env(&[]))
+        };
+        let ok = file(
+            "ok.toml",
+            "[connectors.site]\ntype = \"api\"\ndepartment = \"Sales\"\noutbound_url = \"https://x.example/in\"\noutbound_secret = \"s3cret\"\n\
+             [widget.sites.shop]\ndepartment = \"Support\"\nidentity_secret = \"w1dget\"\n",
+        )
+        .expect("valid");
+        let shown = format!("{:?}", ok);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("w1dget"),
+            "{shown}"
+        );
+        for (name, text, key) in [
+            (
+                "id.toml",
+                "[connectors.Site]\ntype = \"api\"\n",
+                "connectors.Site",
+            ),
+            (
+                "reserved.toml",
+                "[connectors.widget]\ntype = \"api\"\n",
+                "connectors.widget",
+            ),
+            (
+                "url.toml",
+                "[connectors.s]\ntype = \"api\"\noutbound_url = \"ftp://x\"\n",
+                "connectors.s.outbound_url",
+            ),
+            (
+                "type.toml",
+                "[connectors.s]\ntype = \"pigeon\"\n",
+                "connectors.s",
+            ),
+            ("site.toml", "[widget.sites.Shop]\n", "widget.sites.Shop"),
+        ] {
+            match file(name, text) {
+                Err(ConfigError::Key { key: k, .. }) => {
+                    assert!(k.starts_with(key), "{k} for {name}")
+                }
+                other => panic!("{name} accepted: {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
