@@ -120,27 +120,34 @@ pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     false
 }
 
+/// How long one write to a client may block before the connection is dropped.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends a close frame, then reads (and discards) what the client still sends until its
 /// close frame arrives or a second passes. Dropping the socket with unread input would make
 /// the kernel reset the connection, and the client would lose the error and close frames
 /// sent just before.
+///
+/// The close frame itself gets the full [`WRITE_TIMEOUT`]: a client closed as slow has, by
+/// definition, a full send buffer ahead of it, and it should still learn the resumable
+/// `4008` once it reads again rather than see the connection merely vanish.
 pub async fn close_gracefully(
     socket: &mut axum::extract::ws::WebSocket,
     code: u16,
     reason: &'static str,
 ) {
     use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    if tokio::time::timeout_at(deadline, socket.send(frame))
+    if tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame))
         .await
         .is_err()
     {
         return;
     }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, socket.recv()).await {
         if matches!(m, Message::Close(_)) {
             break;

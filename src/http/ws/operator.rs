@@ -30,7 +30,6 @@ const MAX_PROTOCOL_ERRORS: u32 = 20;
 /// Refused (over-rate) frames in a row before the connection is closed.
 const MAX_REFUSED_IN_ROW: u32 = 200;
 /// How long one write may wait for the client to read.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the session is checked again.
 const SESSION_RECHECK: Duration = Duration::from_secs(300);
 
@@ -465,7 +464,7 @@ impl Conn {
         if events.is_empty() {
             return true;
         }
-        let result = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let result = tokio::time::timeout(super::WRITE_TIMEOUT, async {
             for e in events {
                 self.socket.feed(Message::Text(e.frame.clone())).await?;
             }
@@ -501,7 +500,7 @@ impl Conn {
 
     async fn send_raw(&mut self, m: Message) -> bool {
         matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await,
+            tokio::time::timeout(super::WRITE_TIMEOUT, self.socket.send(m)).await,
             Ok(Ok(()))
         )
     }

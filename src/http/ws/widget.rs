@@ -36,7 +36,6 @@ use crate::pipeline::{ChannelInfo, Processed};
 const TOKEN_DAYS: i64 = 365;
 /// How long the page has to send `start`.
 const START_WAIT: Duration = Duration::from_secs(10);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Malformed frames tolerated before the connection is closed.
 const MAX_PROTOCOL_ERRORS: u32 = 10;
 
@@ -565,7 +564,7 @@ impl Visitor {
         if frames.is_empty() {
             return true;
         }
-        let result = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let result = tokio::time::timeout(super::WRITE_TIMEOUT, async {
             for (_, f) in &frames {
                 self.socket
                     .feed(Message::Text(Utf8Bytes::from(f.clone())))
@@ -585,7 +584,7 @@ impl Visitor {
 
     async fn send_raw(&mut self, m: Message) -> bool {
         matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await,
+            tokio::time::timeout(super::WRITE_TIMEOUT, self.socket.send(m)).await,
             Ok(Ok(()))
         )
     }
