@@ -115,7 +115,10 @@ pub struct RealtimeConfig {
     pub presence_grace_secs: u64,
     /// Frames per second a connection may send (burst: twice as many).
     pub frames_per_sec: u32,
-    /// Pipeline workers (inbound events of one thread always go to the same worker).
+    /// Pipeline workers (inbound events of one thread always go to the same worker). One
+    /// worker stores whatever queued up while it was busy in one transaction; more only
+    /// wait for each other on the SQLite writer or a department's routing lock (measured in
+    /// docs/benchmarks.md), unless inquiries spread over many departments.
     pub pipeline_workers: usize,
     /// Seconds a node holds a cluster-wide lease (a channel's outbound delivery) without
     /// renewing it; another node takes over that long after a node dies.
@@ -135,7 +138,7 @@ impl Default for RealtimeConfig {
             ping_interval_secs: 25,
             presence_grace_secs: 30,
             frames_per_sec: 20,
-            pipeline_workers: 4,
+            pipeline_workers: 1,
             lease_secs: 15,
         }
     }

@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! connector / HTTP / widget ──► submit ──► worker[hash(connector, thread) % N] (bounded)
-//!      ──► normalize ──► store.ingest_message (dedupe → identify → dialog → Interest → route
-//!          → message, Feed, change log: one transaction) ──► commit sink ──► hub ──► sockets
+//!      ──► normalize ──► store.ingest_messages (per message: dedupe → identify → dialog →
+//!          Interest → route → message, Feed, change log; all that queued up while the
+//!          worker was busy: one transaction) ──► commit sink ──► hub ──► sockets
 //! ```
+//!
+//! Group commit: a statement costs a round trip to the database (on SQLite, two thread
+//! hand-overs inside sqlx), and a commit a WAL write or an fsync; one transaction for what
+//! queued up pays the commit once and takes the department and change-log locks once.
 //!
 //! Persist first, then publish: nothing reaches a socket that is not committed, and the
 //! hub reads what it sends from the change log. Backpressure: [`Pipeline::submit`] waits
@@ -264,106 +269,203 @@ fn thread_of(kind: &InboundKind) -> Option<&str> {
     }
 }
 
+/// Most events one worker takes from its queue at once. Under load a worker stores what
+/// queued up while it was busy in one transaction (group commit); when it keeps up, each
+/// event is stored alone, as soon as it arrives.
+const MAX_BATCH: usize = 32;
+
+type Reply = oneshot::Sender<Result<Processed, PipelineError>>;
+
 async fn run_worker(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut messages: Vec<(Reply, IngestMessage)> = Vec::with_capacity(MAX_BATCH);
     loop {
         let job = tokio::select! {
             () = shutdown.cancelled() => return,
             j = rx.recv() => match j { Some(j) => j, None => return },
         };
+        jobs.push(job);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
         let started = Instant::now();
-        let result = process(&inner, job.event).await;
-        metrics::histogram!("kommutator_ingest_seconds").record(started.elapsed().as_secs_f64());
-        let label = match &result {
-            Ok(Processed::Message(IngestOutcome::Stored { .. })) => "stored",
-            Ok(Processed::Message(IngestOutcome::Duplicate { .. })) => "duplicate",
-            Ok(Processed::Delivery { .. }) => "delivery",
-            Ok(Processed::Published) => "published",
-            Ok(Processed::Ignored { .. }) => "ignored",
-            Err(_) => "rejected",
-        };
-        metrics::counter!("kommutator_inbound_events_total", "result" => label).increment(1);
-        let _ = job.reply.send(result);
+        // In queue order: consecutive messages go in one batch; any other event (a delivery
+        // report, typing) waits until the messages before it are stored.
+        for job in jobs.drain(..) {
+            if let InboundKind::Message(m) = &job.event.kind {
+                let input = match header(&inner, &job.event) {
+                    Ok((info, connector, external_id)) => {
+                        message_input(
+                            &inner,
+                            &info,
+                            connector,
+                            external_id,
+                            job.event.occurred_at,
+                            m,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match input {
+                    Ok(input) => messages.push((job.reply, input)),
+                    Err(e) => finish(job.reply, Err(e), started),
+                }
+            } else {
+                store_batch(&inner, &mut messages, started).await;
+                let result = process(&inner, job.event).await;
+                finish(job.reply, result, started);
+            }
+        }
+        store_batch(&inner, &mut messages, started).await;
     }
 }
 
-async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineError> {
+fn finish(reply: Reply, result: Result<Processed, PipelineError>, started: Instant) {
+    metrics::histogram!("kommutator_ingest_seconds").record(started.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(Processed::Message(IngestOutcome::Stored { .. })) => "stored",
+        Ok(Processed::Message(IngestOutcome::Duplicate { .. })) => "duplicate",
+        Ok(Processed::Delivery { .. }) => "delivery",
+        Ok(Processed::Published) => "published",
+        Ok(Processed::Ignored { .. }) => "ignored",
+        Err(_) => "rejected",
+    };
+    metrics::counter!("kommutator_inbound_events_total", "result" => label).increment(1);
+    let _ = reply.send(result);
+}
+
+/// Stores the queued messages: one alone, several in one transaction. A batch that fails
+/// as a whole has stored nothing; its messages are then taken one at a time, each with its
+/// own retries, so a bad one is refused alone.
+async fn store_batch(inner: &Inner, messages: &mut Vec<(Reply, IngestMessage)>, started: Instant) {
+    if messages.len() == 1 {
+        if let Some((reply, input)) = messages.pop() {
+            let result = store_message(inner, &input).await;
+            finish(reply, result, started);
+        }
+        return;
+    }
+    if messages.is_empty() {
+        return;
+    }
+    metrics::histogram!("kommutator_ingest_batch_size").record(messages.len() as f64);
+    let (replies, inputs): (Vec<Reply>, Vec<IngestMessage>) = messages.drain(..).unzip();
+    match inner.store.ingest_messages(&inputs).await {
+        Ok(results) if results.len() == inputs.len() => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let result = result.map(Processed::Message).map_err(PipelineError::from);
+                finish(reply, result, started);
+            }
+        }
+        other => {
+            if let Err(e) = &other {
+                tracing::debug!(error = %e, n = inputs.len(), "a batch was not stored; taking its messages one at a time");
+            }
+            for (reply, input) in replies.into_iter().zip(&inputs) {
+                let result = store_message(inner, input).await;
+                finish(reply, result, started);
+            }
+        }
+    }
+}
+
+/// Stores one message, retrying what a concurrent writer can cause.
+async fn store_message(inner: &Inner, input: &IngestMessage) -> Result<Processed, PipelineError> {
+    // Two nodes (or two webhook retries) may race on a new sender or thread; the loser's
+    // transaction rolls back whole and the retry finds what the winner stored.
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match inner.store.ingest_message(input).await {
+            Ok(outcome) => return Ok(Processed::Message(outcome)),
+            Err(StoreError::Duplicate { .. }) if attempt < 4 => continue,
+            // A deadlock with another node's transaction rolled ours back whole.
+            Err(e) if e.is_transient() && attempt < 4 => {
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The channel instance, connector id and checked external id of an event.
+fn header(
+    inner: &Inner,
+    ev: &InboundEvent,
+) -> Result<(ChannelInfo, String, String), PipelineError> {
     let connector = ev.connector_id.as_str().to_owned();
     let info = inner
         .channels
         .read()
         .ok()
-        .and_then(|m| m.get(&connector).cloned())
+        .and_then(|c| c.get(&connector).cloned())
         .ok_or_else(|| PipelineError::UnknownConnector(connector.clone()))?;
-    let external_id = kommutator_sdk::normalize_external_id(&ev.external_id).map_err(|_| {
-        PipelineError::Invalid(FieldError::new(
-            "external_id",
-            "invalid_external_id",
-            "external_id is 1 to 256 characters without control characters",
-        ))
-    })?;
+    let external_id = channel_id("external_id", &ev.external_id)?;
+    Ok((info, connector, external_id))
+}
+
+/// A message event checked and turned into what the store takes.
+async fn message_input(
+    inner: &Inner,
+    info: &ChannelInfo,
+    connector: String,
+    external_id: String,
+    occurred_at: time::OffsetDateTime,
+    m: &kommutator_sdk::InboundMessage,
+) -> Result<IngestMessage, PipelineError> {
+    // An edit is stored as a message of its own (its own external id); the original stays
+    // for audit.
+    let thread_id = channel_id("thread_id", &m.thread_id)?;
+    if m.sender.identities.len() > 20 {
+        return Err(PipelineError::Invalid(FieldError::new(
+            "sender.identities",
+            "too_many",
+            "at most 20 identities",
+        )));
+    }
+    let department_id = department_id(inner, info.department.as_deref()).await;
+    Ok(IngestMessage {
+        connector_id: connector,
+        channel: info.channel.clone(),
+        external_id,
+        thread_id,
+        sent_at: Timestamp::from_datetime(occurred_at),
+        identities: m
+            .sender
+            .identities
+            .iter()
+            .map(|i| (i.kind, i.value.clone()))
+            .collect(),
+        display_name: m.sender.display_name.clone(),
+        text: m.text.clone(),
+        attachments: m
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                name: a.name.clone(),
+                mime_type: a.mime_type.clone(),
+                size: a.size,
+                url: a.url_or_ref.clone(),
+            })
+            .collect(),
+        department_id,
+        subject: None,
+        open_interest: inner.open_interest,
+    })
+}
+
+async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineError> {
+    let (info, connector, external_id) = header(inner, &ev)?;
     match ev.kind {
-        InboundKind::Message(m) => {
-            // An edit is stored as a message of its own (its own external id); the original
-            // stays for audit.
-            let thread_id = kommutator_sdk::normalize_external_id(&m.thread_id).map_err(|_| {
-                PipelineError::Invalid(FieldError::new(
-                    "thread_id",
-                    "invalid_external_id",
-                    "thread_id is 1 to 256 characters without control characters",
-                ))
-            })?;
-            if m.sender.identities.len() > 20 {
-                return Err(PipelineError::Invalid(FieldError::new(
-                    "sender.identities",
-                    "too_many",
-                    "at most 20 identities",
-                )));
-            }
-            let department_id = department_id(inner, info.department.as_deref()).await;
-            let input = IngestMessage {
-                connector_id: connector,
-                channel: info.channel.clone(),
-                external_id,
-                thread_id,
-                sent_at: Timestamp::from_datetime(ev.occurred_at),
-                identities: m
-                    .sender
-                    .identities
-                    .iter()
-                    .map(|i| (i.kind, i.value.clone()))
-                    .collect(),
-                display_name: m.sender.display_name.clone(),
-                text: m.text.clone(),
-                attachments: m
-                    .attachments
-                    .iter()
-                    .map(|a| Attachment {
-                        name: a.name.clone(),
-                        mime_type: a.mime_type.clone(),
-                        size: a.size,
-                        url: a.url_or_ref.clone(),
-                    })
-                    .collect(),
-                department_id,
-                subject: None,
-                open_interest: inner.open_interest,
-            };
-            // Two nodes (or two webhook retries) may race on a new sender or thread; the
-            // loser's transaction rolls back whole and the retry finds what the winner stored.
-            let mut attempt: u32 = 0;
-            loop {
-                attempt += 1;
-                match inner.store.ingest_message(&input).await {
-                    Ok(outcome) => return Ok(Processed::Message(outcome)),
-                    Err(StoreError::Duplicate { .. }) if attempt < 4 => continue,
-                    // A deadlock with another node's transaction rolled ours back whole.
-                    Err(e) if e.is_transient() && attempt < 4 => {
-                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        InboundKind::Message(ref m) => {
+            let input =
+                message_input(inner, &info, connector, external_id, ev.occurred_at, m).await?;
+            store_message(inner, &input).await
         }
         InboundKind::OutboundAck {
             message_id,

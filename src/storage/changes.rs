@@ -3,7 +3,7 @@
 //! resume from.
 
 use super::rows;
-use super::{SqlStore, StoreResult};
+use super::{SqlStore, StoreError, StoreResult};
 use crate::domain::{ChangeEntry, Id, Timestamp, Topic};
 
 /// A change to append at commit.
@@ -161,53 +161,97 @@ impl Change {
     }
 }
 
-/// Appends `c` and its topic index rows; returns the sequence number and the topics.
-pub(crate) async fn append(
+/// Most changes one statement appends (15 parameters each, far below either database's
+/// limit on parameters).
+const APPEND_CHUNK: usize = 200;
+
+/// Appends `changes` in order with their topic index rows, two statements per 200 changes;
+/// returns each change's sequence number and topics, in the same order.
+///
+/// The caller holds the change log for itself (the SQLite writer lock, or the PostgreSQL
+/// change-log lock), so the rows of one `INSERT` take increasing sequence numbers in the
+/// order of its `VALUES`: the returned numbers, sorted, belong to the changes in order.
+/// `RETURNING` itself promises no order.
+pub(crate) async fn append_all(
     conn: &mut sqlx::AnyConnection,
-    c: &Change,
+    changes: &[Change],
     at: Timestamp,
     actor_user_id: Option<Id>,
     actor_api_key_id: Option<Id>,
-) -> StoreResult<(i64, Vec<Topic>)> {
-    let topics = c.topics();
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO change_log (at, actor_user_id, actor_api_key_id, entity, entity_id, op, data, \
-         client_id, lead_id, interest_id, dialog_id, department_id, topics, owner_id, shared) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
-    )
-    .bind(at.micros())
-    .bind(actor_user_id)
-    .bind(actor_api_key_id)
-    .bind(c.entity)
-    .bind(c.entity_id)
-    .bind(c.op)
-    .bind(c.data.to_string())
-    .bind(c.client_id)
-    .bind(c.lead_id)
-    .bind(c.interest_id)
-    .bind(c.dialog_id)
-    .bind(c.department_id)
-    .bind(Topic::format_list(&topics))
-    .bind(c.owner.and_then(|o| o.0))
-    .bind(c.owner.map(|o| i64::from(o.1)))
-    .fetch_one(&mut *conn)
-    .await?;
-    if !topics.is_empty() {
-        // One statement for all of the change's topics.
-        let mut sql = String::from("INSERT INTO change_topics (topic, seq) VALUES ");
-        for i in 0..topics.len() {
+) -> StoreResult<Vec<(i64, Vec<Topic>)>> {
+    let mut out = Vec::with_capacity(changes.len());
+    for chunk in changes.chunks(APPEND_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO change_log (at, actor_user_id, actor_api_key_id, entity, entity_id, op, data, \
+             client_id, lead_id, interest_id, dialog_id, department_id, topics, owner_id, shared) VALUES ",
+        );
+        let topics: Vec<Vec<Topic>> = chunk.iter().map(Change::topics).collect();
+        for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("(${}, $1)", i + 2));
+            let n = i * 15;
+            sql.push('(');
+            for k in 1..=15 {
+                if k > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", n + k));
+            }
+            sql.push(')');
         }
-        let mut q = sqlx::query(&sql).bind(seq);
-        for t in &topics {
-            q = q.bind(t.to_string());
+        sql.push_str(" RETURNING seq");
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for (c, t) in chunk.iter().zip(&topics) {
+            q = q
+                .bind(at.micros())
+                .bind(actor_user_id)
+                .bind(actor_api_key_id)
+                .bind(c.entity)
+                .bind(c.entity_id)
+                .bind(c.op)
+                .bind(c.data.to_string())
+                .bind(c.client_id)
+                .bind(c.lead_id)
+                .bind(c.interest_id)
+                .bind(c.dialog_id)
+                .bind(c.department_id)
+                .bind(Topic::format_list(t))
+                .bind(c.owner.and_then(|o| o.0))
+                .bind(c.owner.map(|o| i64::from(o.1)));
         }
-        q.execute(&mut *conn).await?;
+        let mut seqs = q.fetch_all(&mut *conn).await?;
+        if seqs.len() != chunk.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the change log took {} of {} changes",
+                seqs.len(),
+                chunk.len()
+            )));
+        }
+        seqs.sort_unstable();
+        // One statement for all topics of the chunk.
+        let rows: Vec<(usize, &Topic)> = topics
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ts)| ts.iter().map(move |t| (i, t)))
+            .collect();
+        for part in rows.chunks(1000) {
+            let mut sql = String::from("INSERT INTO change_topics (topic, seq) VALUES ");
+            for i in 0..part.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+            }
+            let mut q = sqlx::query(&sql);
+            for (i, t) in part {
+                q = q.bind(t.to_string()).bind(seqs[*i]);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        out.extend(seqs.into_iter().zip(topics));
     }
-    Ok((seq, topics))
+    Ok(out)
 }
 
 impl SqlStore {

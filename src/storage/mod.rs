@@ -596,6 +596,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Persists an inbound message with identification, dialog, Interest and routing, in
     /// one transaction; idempotent on `(connector_id, external_id)`.
     async fn ingest_message(&self, input: &IngestMessage) -> StoreResult<IngestOutcome>;
+    /// Persists several inbound messages in order in one transaction (group commit). The
+    /// answer holds one result per input; an input that fails its checks has its error
+    /// there and the others are stored. Any other failure stores nothing and is returned
+    /// whole: take the messages one at a time with [`Store::ingest_message`] then.
+    async fn ingest_messages(
+        &self,
+        inputs: &[IngestMessage],
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
 }
 
 /// The SQL store. Open it with [`SqlStore::open`].
@@ -722,8 +730,9 @@ impl WriteTx {
                 postgres::lock_change_log(self.conn()).await?;
             }
             let (now, user, key) = (self.now, self.actor_user_id, self.actor_api_key_id);
-            for c in std::mem::take(&mut self.changes) {
-                let (seq, topics) = changes::append(self.conn(), &c, now, user, key).await?;
+            let changes = std::mem::take(&mut self.changes);
+            let appended = changes::append_all(self.conn(), &changes, now, user, key).await?;
+            for (c, (seq, topics)) in changes.into_iter().zip(appended) {
                 last = Some(seq);
                 if self.sink.is_some() {
                     entries.push(c.entry(seq, now, user, key, topics));
@@ -1357,6 +1366,13 @@ impl Store for SqlStore {
 
     async fn ingest_message(&self, input: &IngestMessage) -> StoreResult<IngestOutcome> {
         self.ingest_message_impl(input).await
+    }
+
+    async fn ingest_messages(
+        &self,
+        inputs: &[IngestMessage],
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        self.ingest_messages_impl(inputs).await
     }
 
     async fn hub_setting(&self, key: &str, init: &str) -> StoreResult<String> {

@@ -664,6 +664,12 @@ impl SqlStore {
         if d.assignee_id.is_some() || d.status != DialogStatus::Open {
             return Ok(None);
         }
+        // A queued dialog waits its turn: the queue is drained oldest first the moment an
+        // operator has room, and a customer who writes again must not jump ahead of those
+        // who wait quietly.
+        if d.assign_reason.as_deref() == Some(AssignReason::Queued.as_str()) {
+            return Ok(None);
+        }
         if let Some(dep) = d.department_id {
             Self::lock_department(tx, dep).await?;
             let bot_first: Option<i64> =
@@ -1027,7 +1033,65 @@ impl SqlStore {
         &self,
         input: &IngestMessage,
     ) -> StoreResult<IngestOutcome> {
-        let actor = Actor::System;
+        let checked = self.check_ingest(input)?;
+        let mut tx = self.write(&Actor::System).await?;
+        // The department first: routing locks it, and taking it before any dialog row keeps
+        // the lock order of queue drains (department, then dialogs).
+        if let Some(dep) = input.department_id {
+            Self::lock_department(&mut tx, dep).await?;
+        }
+        let outcome = self.ingest_in_tx(&mut tx, &checked).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Persists several inbound messages in one transaction (group commit), in order, each
+    /// exactly as [`Self::ingest_message_impl`] would. Messages that fail their checks get
+    /// their error in the answer and take no part. If any other step fails, nothing at all
+    /// is stored and the error comes back whole: the caller then takes the messages one by
+    /// one, so one bad message costs its batch a retry, never a loss.
+    pub(crate) async fn ingest_messages_impl(
+        &self,
+        inputs: &[IngestMessage],
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        let mut results: Vec<Option<StoreResult<IngestOutcome>>> =
+            inputs.iter().map(|_| None).collect();
+        let mut checked = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            match self.check_ingest(input) {
+                Ok(c) => checked.push((i, c)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if !checked.is_empty() {
+            let mut tx = self.write(&Actor::System).await?;
+            // Every department of the batch, in id order, before any dialog row: two batches
+            // naming the same departments cannot deadlock on them.
+            let mut departments: Vec<Id> = checked
+                .iter()
+                .filter_map(|(_, c)| c.input.department_id)
+                .collect();
+            departments.sort_unstable();
+            departments.dedup();
+            for dep in departments {
+                Self::lock_department(&mut tx, dep).await?;
+            }
+            for (i, c) in &checked {
+                let outcome = self.ingest_in_tx(&mut tx, c).await?;
+                results[*i] = Some(Ok(outcome));
+            }
+            tx.commit().await?;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(StoreError::Corrupt("a batch item was skipped".into())))
+            })
+            .collect())
+    }
+
+    /// The checks an inbound message passes before it takes any lock.
+    fn check_ingest<'a>(&self, input: &'a IngestMessage) -> StoreResult<CheckedIngest<'a>> {
         let text = optional_text("text", input.text.as_deref(), Limits::TEXT)?;
         if text.is_none() && input.attachments.is_empty() {
             return Err(FieldError::new(
@@ -1050,13 +1114,30 @@ impl SqlStore {
                 }
             }
         }
+        Ok(CheckedIngest {
+            input,
+            text,
+            display_name,
+            subject,
+            identities,
+        })
+    }
 
-        let mut tx = self.write(&actor).await?;
-        // The department first: routing locks it, and taking it before any dialog row keeps
-        // the lock order of queue drains (department, then dialogs).
-        if let Some(dep) = input.department_id {
-            Self::lock_department(&mut tx, dep).await?;
-        }
+    /// One checked inbound message inside an open transaction whose department lock is
+    /// held. A concurrent duplicate is an error: the caller's transaction must roll back.
+    async fn ingest_in_tx(
+        &self,
+        tx: &mut WriteTx,
+        checked: &CheckedIngest<'_>,
+    ) -> StoreResult<IngestOutcome> {
+        let CheckedIngest {
+            input,
+            text,
+            display_name,
+            subject,
+            identities,
+        } = checked;
+        let input: &IngestMessage = input;
         // 1. Dedupe.
         let seen = sqlx::query(
             "SELECT id, dialog_id FROM messages WHERE connector_id = $1 AND external_id = $2",
@@ -1092,7 +1173,7 @@ impl SqlStore {
             None => (None, None, None),
         };
         if client_id.is_none() && lead_id.is_none() {
-            for (kind, value) in &identities {
+            for (kind, value) in identities {
                 let row = sqlx::query(
                     "SELECT id, client_id, contact_id, lead_id FROM identities WHERE kind = $1 AND value = $2",
                 )
@@ -1130,7 +1211,7 @@ impl SqlStore {
             };
             let lead = self
                 .insert_lead(
-                    &mut tx,
+                    tx,
                     &name,
                     None,
                     &phone,
@@ -1140,9 +1221,7 @@ impl SqlStore {
                 )
                 .await?;
             for (i, (kind, value)) in identities.iter().enumerate() {
-                let ident = self
-                    .add_lead_identity(&mut tx, lead.id, *kind, value)
-                    .await?;
+                let ident = self.add_lead_identity(tx, lead.id, *kind, value).await?;
                 if i == 0 {
                     identity_id = Some(ident.id);
                 }
@@ -1151,7 +1230,7 @@ impl SqlStore {
             new_lead = Some(lead.id);
         } else {
             // Identities the channel gave that nobody holds yet join the known party.
-            for (kind, value) in &identities {
+            for (kind, value) in identities {
                 sqlx::query(
                     "INSERT INTO identities (kind, value, client_id, contact_id, lead_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, value) DO NOTHING",
@@ -1195,7 +1274,7 @@ impl SqlStore {
                 .take(200)
                 .collect();
             let n = insert_interest(
-                &mut tx,
+                tx,
                 None,
                 (client_id, contact_id, lead_id),
                 None,
@@ -1305,7 +1384,7 @@ impl SqlStore {
         };
 
         // 6. Route.
-        let assignment = Self::route_in_tx(&mut tx, &mut d).await?;
+        let assignment = Self::route_in_tx(tx, &mut d).await?;
 
         // 7. The message.
         let sql = format!(
@@ -1325,16 +1404,15 @@ impl SqlStore {
             .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
-            // Stored concurrently by another node between our check and now: undo all.
-            drop(tx);
+            // Stored concurrently by another node between our check and now: the caller
+            // rolls back all.
             return Err(StoreError::Duplicate {
                 field: "external_id".into(),
                 message: "the message was stored concurrently".into(),
             });
         };
         let m = rows::message(&row)?;
-        record_message(&mut tx, &d, &m).await?;
-        tx.commit().await?;
+        record_message(tx, &d, &m).await?;
         Ok(IngestOutcome::Stored {
             message: Box::new(m),
             dialog: Box::new(d),
@@ -1344,6 +1422,15 @@ impl SqlStore {
             assignment,
         })
     }
+}
+
+/// An inbound message that passed its checks, with its normalized fields.
+pub(crate) struct CheckedIngest<'a> {
+    input: &'a IngestMessage,
+    text: Option<String>,
+    display_name: Option<String>,
+    subject: Option<String>,
+    identities: Vec<(IdentityKind, String)>,
 }
 
 fn settings_row(row: &sqlx::any::AnyRow) -> StoreResult<RoutingSettings> {

@@ -10,6 +10,7 @@ mod concurrency;
 mod connector_host;
 mod custom_fields;
 mod helpers;
+mod ingest_batch;
 mod input_regressions;
 mod leads;
 mod multinode;
