@@ -611,6 +611,19 @@ async fn queue_drains_when_a_dialog_closes_and_when_an_operator_connects() {
         unreachable!()
     };
 
+    // The newest waiting customer writes again: the dialog keeps its place in the queue,
+    // behind those who wait quietly, and no new assignment is recorded.
+    let again = inbound("m-4b", "t-4", &phone(4), "Hello? Is anyone there?");
+    let (status, out) = ingest(app, &s.key, &again).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["dialog"]["id"], d4, "{out}");
+    assert!(
+        out["assignment"].is_null(),
+        "no routing for a waiting dialog: {out}"
+    );
+    assert_eq!(out["dialog"]["assign_reason"], "queued", "{out}");
+    assert_eq!(history(app, d4).await, vec![queued()]);
+
     // Anna closes her dialog over the socket: the oldest waiting one comes to her.
     let ack = wa.command(json!({"type": "close", "dialog_id": d1})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
