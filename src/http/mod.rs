@@ -1,6 +1,7 @@
 //! HTTP: the REST API under `/api/v1` (with its OpenAPI document), health, metrics.
 
 pub mod api;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod ws;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -64,7 +65,8 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .route("/", get(index))
+        .route("/", get(console::index))
+        .route("/assets/{name}", get(console::asset))
         .route("/ws/operator", get(ws::operator::handler))
         .route("/ws/widget", get(ws::widget::handler))
         .route("/ws/bot", get(ws::operator::bot_handler))
@@ -81,16 +83,6 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(TraceLayer::new_for_http())
-}
-
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Kommutator</title>",
-        "<h1>Kommutator</h1><p>The hub is running.</p><ul>",
-        "<li>REST API: <code>/api/v1</code> &mdash; <a href=\"/api/v1/openapi.json\">OpenAPI document</a></li>",
-        "<li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/metrics\">/metrics</a></li>",
-        "</ul></html>"
-    ))
 }
 
 async fn healthz() -> &'static str {

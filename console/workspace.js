@@ -1,0 +1,543 @@
+// The Dialogs workspace: lists (mine, department queue, all), the open dialog with its
+// messages live, and the reply box. Everything new arrives over the operator socket; a
+// reconnect resumes where each topic left off, so nothing is missed and nothing repeats.
+
+import { all, api } from './api.js';
+import { elapsed, h, randomId, replace, richText, shortTime } from './dom.js';
+import { lang, t } from './i18n.js';
+import { Live } from './live.js';
+
+/** Seconds a customer should wait at most for an answer; the waiting time is coloured against it. */
+const REACTION_TARGET_SECS = 120;
+/** Messages kept on screen for one dialog (older ones stay in the store). */
+const MAX_MESSAGES = 2000;
+
+const CHANNEL_LABELS = {
+  api: 'API', widget: 'Chat', telegram: 'TG', vk: 'VK', whatsapp: 'WA', email: '@', phone: '☎', form: 'Form',
+};
+
+export class Workspace {
+  constructor(root, user, { onLogout, onLang }) {
+    this.root = root;
+    this.me = user;
+    this.onLogout = onLogout;
+    this.onLang = onLang;
+    this.live = new Live();
+    this.dialogs = new Map();
+    this.previews = new Map();
+    this.names = new Map();
+    this.tab = 'mine';
+    this.current = null;
+    /** dialog id → Map(message id → message) */
+    this.messages = new Map();
+    /** client_msg_id → {dialog_id, text, message_id?} not yet confirmed by an event */
+    this.outbox = new Map();
+    this.typingUntil = 0;
+    this.presence = 'online';
+    this.loaded = false;
+    this.renderQueued = false;
+    this.readTimer = null;
+  }
+
+  get canSeeAll() {
+    return this.me.role === 'admin' || this.me.role === 'supervisor';
+  }
+
+  /** Topics this console follows besides the open dialog. */
+  baseTopics() {
+    const out = [`user:${this.me.id}`];
+    if (this.me.department_id) out.push(`dept:${this.me.department_id}`);
+    for (const d of this.extraDepartments || []) out.push(`dept:${d}`);
+    return [...new Set(out)];
+  }
+
+  start() {
+    this.render();
+    this.live.addEventListener('state', () => this.renderConnection());
+    this.live.addEventListener('hello', () => this.onHello());
+    this.live.addEventListener('event', (e) => this.onEvent(e.detail));
+    this.live.addEventListener('resync', (e) => this.onResync(e.detail));
+    this.live.addEventListener('ended', () => window.dispatchEvent(new CustomEvent('kommutator:ended')));
+    this.live.start();
+    this.clock = setInterval(() => this.tick(), 1000);
+  }
+
+  stop() {
+    clearInterval(this.clock);
+    this.live.stop();
+  }
+
+  async onHello() {
+    if (!this.loaded) {
+      // First connection: snapshot from this position, then live from it.
+      this.loaded = true;
+      const pos = this.live.position;
+      if (this.me.role === 'admin') {
+        try {
+          const deps = await api('GET', '/api/v1/departments');
+          this.extraDepartments = (deps.items || deps || []).map((d) => d.id);
+        } catch (_) { this.extraDepartments = []; }
+      }
+      await this.loadDialogs();
+      this.live.follow(this.baseTopics(), pos);
+      const m = location.hash.match(/^#\/dialogs\/(\d+)$/);
+      if (m) this.open(Number(m[1]));
+    }
+    // A reconnect: the socket resumed every topic itself; replies still unconfirmed go again
+    // (the same client_msg_id: stored at most once).
+    for (const [cid, o] of this.outbox) {
+      if (!o.message_id) this.sendReply(o.dialog_id, o.text, cid);
+    }
+  }
+
+  async loadDialogs() {
+    try {
+      const items = await all('/api/v1/dialogs?status=open');
+      for (const d of items) this.dialogs.set(d.id, d);
+    } catch (e) {
+      this.flash(t('error.generic', e.message));
+    }
+    this.queueRender();
+  }
+
+  onResync({ topic, until }) {
+    this.flash(t('resync'));
+    this.live.restart(topic, until);
+    if (topic.startsWith('dialog:')) {
+      const id = Number(topic.slice(7));
+      this.messages.delete(id);
+      if (this.current === id) this.loadMessages(id);
+    } else {
+      this.dialogs.clear();
+      this.loadDialogs();
+    }
+  }
+
+  onEvent(f) {
+    const d = f.data || {};
+    if (f.entity === 'dialog') {
+      this.upsertDialog(d);
+    } else if (f.entity === 'message') {
+      if (f.op === 'create') this.onMessage(d);
+      else this.upsertMessage(d);
+    } else if (f.entity === 'typing' && f.op === 'customer' && d.dialog_id === this.current) {
+      this.typingUntil = Date.now() + 6000;
+      this.renderTyping();
+    }
+  }
+
+  upsertDialog(d) {
+    const old = this.dialogs.get(d.id);
+    if (old && old.updated_at && d.updated_at && old.updated_at > d.updated_at) return;
+    this.dialogs.set(d.id, { ...old, ...d });
+    this.queueRender();
+    if (d.id === this.current) this.renderHeader();
+  }
+
+  onMessage(m) {
+    const d = this.dialogs.get(m.dialog_id);
+    if (d) {
+      if (!d.last_message_at || m.sent_at > d.last_message_at) d.last_message_at = m.sent_at;
+      if (m.direction === 'inbound') {
+        d.unread = (d.unread || 0) + 1;
+        if (!d.waiting_since) d.waiting_since = m.created_at;
+      } else {
+        d.unread = 0;
+        d.waiting_since = null;
+      }
+    } else {
+      this.fetchDialog(m.dialog_id);
+    }
+    if (m.body) this.previews.set(m.dialog_id, m.body);
+    this.upsertMessage(m);
+    if (m.dialog_id === this.current && m.direction === 'inbound') {
+      this.typingUntil = 0;
+      this.renderTyping();
+      this.markReadSoon();
+    }
+    this.queueRender();
+  }
+
+  async fetchDialog(id) {
+    try {
+      const d = await api('GET', `/api/v1/dialogs/${id}`);
+      this.upsertDialog(d);
+    } catch (_) { /* not ours to see */ }
+  }
+
+  upsertMessage(m) {
+    const list = this.messages.get(m.dialog_id);
+    if (!list) return;
+    const known = list.get(m.id);
+    list.set(m.id, { ...known, ...m });
+    for (const [cid, o] of this.outbox) {
+      if (o.message_id === m.id) this.outbox.delete(cid);
+    }
+    if (m.dialog_id === this.current) this.renderMessage(list.get(m.id));
+  }
+
+  // ---- actions ----------------------------------------------------------------------
+
+  async open(id) {
+    if (this.current === id) return;
+    if (this.current !== null) this.live.unfollow(`dialog:${this.current}`);
+    this.current = id;
+    this.typingUntil = 0;
+    location.hash = `#/dialogs/${id}`;
+    this.renderMain();
+    this.queueRender();
+    await this.loadMessages(id);
+    this.markReadSoon();
+  }
+
+  async loadMessages(id) {
+    const pos = this.live.position;
+    try {
+      const items = await all(`/api/v1/dialogs/${id}/messages`, 10000);
+      const map = new Map();
+      for (const m of items.slice(-MAX_MESSAGES)) map.set(m.id, m);
+      const old = this.messages.get(id);
+      if (old) for (const [k, v] of old) if (!map.has(k)) map.set(k, v);
+      this.messages.set(id, map);
+      const last = items[items.length - 1];
+      if (last && last.body) this.previews.set(id, last.body);
+    } catch (e) {
+      const text = e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message);
+      if (this.current === id) {
+        this.current = null;
+        replace(this.mainEl, h('p', { class: 'placeholder', id: 'dialog-error', role: 'alert' }, text));
+      } else {
+        this.flash(text);
+      }
+      return;
+    }
+    this.live.follow([`dialog:${id}`], pos);
+    if (this.current === id) this.renderMessages();
+  }
+
+  markReadSoon() {
+    clearTimeout(this.readTimer);
+    this.readTimer = setTimeout(() => {
+      const d = this.dialogs.get(this.current);
+      if (!d || !d.unread || document.hidden) return;
+      this.live.command({ type: 'read', dialog_id: d.id }).then(() => {
+        d.unread = 0;
+        this.queueRender();
+      }).catch(() => {});
+    }, 300);
+  }
+
+  sendReply(dialogId, text, cid = randomId()) {
+    const entry = this.outbox.get(cid) || { dialog_id: dialogId, text };
+    this.outbox.set(cid, entry);
+    this.renderOutbox();
+    this.live.command({ type: 'send', dialog_id: dialogId, client_msg_id: cid, text })
+      .then((ack) => {
+        entry.message_id = ack.message_id;
+        const list = this.messages.get(dialogId);
+        if (list && list.has(ack.message_id)) this.outbox.delete(cid);
+        this.renderOutbox();
+      })
+      .catch((e) => {
+        if (e.code === 'offline' || e.code === 'timeout') return; // sent again on reconnect
+        this.outbox.delete(cid);
+        this.renderOutbox();
+        this.flash(t('reply.failed', e.message));
+      });
+  }
+
+  async act(type, extra = {}) {
+    if (this.current === null) return;
+    try {
+      await this.live.command({ type, dialog_id: this.current, ...extra });
+    } catch (e) {
+      this.flash(e.code === 'forbidden' ? t('error.forbidden') : t('error.generic', e.message));
+    }
+  }
+
+  async setPresence(status) {
+    try {
+      await this.live.command({ type: 'presence', status });
+      this.presence = status;
+    } catch (e) {
+      this.flash(t('error.generic', e.message));
+    }
+    this.renderTop();
+  }
+
+  // ---- rendering ----------------------------------------------------------------------
+
+  render() {
+    this.topEl = h('header', { class: 'top' });
+    this.tabsEl = h('nav', { class: 'tabs', role: 'tablist' });
+    this.listEl = h('ul', { class: 'dialog-list', id: 'dialog-list', role: 'listbox', 'aria-label': t('tab.mine') });
+    this.mainEl = h('section', { class: 'dialog', id: 'dialog' });
+    this.flashEl = h('div', { class: 'flash', role: 'status', id: 'flash' });
+    replace(this.root, h('div', { class: 'workspace' },
+      this.topEl,
+      h('aside', { class: 'side' }, this.tabsEl, this.listEl),
+      this.mainEl,
+      this.flashEl));
+    this.renderTop();
+    this.renderList();
+    this.renderMain();
+  }
+
+  renderTop() {
+    const conn = h('span', { class: 'conn', id: 'conn' });
+    replace(this.topEl,
+      h('strong', { class: 'brand' }, t('app.title')),
+      conn,
+      h('span', { class: 'spacer' }),
+      h('select', {
+        id: 'presence', 'aria-label': 'presence',
+        onchange: (e) => this.setPresence(e.target.value),
+      },
+      h('option', { value: 'online', selected: this.presence === 'online' }, t('presence.online')),
+      h('option', { value: 'away', selected: this.presence === 'away' }, t('presence.away'))),
+      h('span', { class: 'who', id: 'who' }, this.me.name || this.me.login),
+      h('button', { class: 'link', id: 'lang', onclick: () => this.onLang() }, t('top.lang')),
+      h('button', { class: 'link', id: 'logout', onclick: () => this.onLogout() }, t('top.logout')));
+    this.renderConnection();
+  }
+
+  renderConnection() {
+    const el = this.root.querySelector('#conn');
+    if (!el) return;
+    const s = this.live.state;
+    el.dataset.state = s;
+    el.textContent = t(s === 'live' ? 'conn.live' : s === 'connecting' ? 'conn.connecting' : 'conn.offline');
+  }
+
+  queueRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => {
+      this.renderQueued = false;
+      this.renderList();
+    });
+  }
+
+  visible() {
+    const out = [];
+    for (const d of this.dialogs.values()) {
+      if (d.status !== 'open') continue;
+      if (this.tab === 'mine' && d.assignee_id !== this.me.id) continue;
+      if (this.tab === 'queue' && (d.assignee_id !== null && d.assignee_id !== undefined)) continue;
+      out.push(d);
+    }
+    out.sort((a, b) => String(b.last_message_at || b.created_at).localeCompare(String(a.last_message_at || a.created_at)));
+    return out;
+  }
+
+  renderList() {
+    const tabs = ['mine', 'queue'];
+    if (this.canSeeAll) tabs.push('all');
+    const count = (tab) => {
+      const keep = this.tab;
+      this.tab = tab;
+      const n = this.visible().length;
+      this.tab = keep;
+      return n;
+    };
+    replace(this.tabsEl, tabs.map((tab) => h('button', {
+      role: 'tab', class: 'tab', id: `tab-${tab}`, 'aria-selected': String(this.tab === tab),
+      onclick: () => { this.tab = tab; this.renderList(); },
+    }, t(`tab.${tab}`), h('span', { class: 'count' }, String(count(tab))))));
+    const items = this.visible();
+    if (!items.length) {
+      replace(this.listEl, h('li', { class: 'empty' }, t('list.empty')));
+      return;
+    }
+    replace(this.listEl, items.map((d) => this.renderItem(d)));
+  }
+
+  renderItem(d) {
+    const wait = d.waiting_since ? elapsed(d.waiting_since) : '';
+    return h('li', {
+      class: `dialog-item${d.id === this.current ? ' current' : ''}`,
+      role: 'option', tabindex: 0, 'aria-selected': String(d.id === this.current),
+      dataset: { id: d.id },
+      onclick: () => this.open(d.id),
+      onkeydown: (e) => this.listKey(e, d.id),
+    },
+    h('span', { class: `channel ch-${d.channel}`, title: d.channel }, CHANNEL_LABELS[d.channel] || d.channel.slice(0, 3)),
+    h('span', { class: 'party' }, this.partyName(d)),
+    d.unread ? h('span', { class: 'unread', title: 'unread' }, String(d.unread)) : null,
+    h('span', { class: 'preview' }, this.previews.get(d.id) || d.subject || ''),
+    wait ? h('span', { class: `wait ${waitClass(d.waiting_since)}`, dataset: { since: d.waiting_since } }, wait) : null);
+  }
+
+  listKey(e, id) {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      this.open(id);
+    } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      const el = e.currentTarget[e.key === 'ArrowDown' ? 'nextElementSibling' : 'previousElementSibling'];
+      if (el) el.focus();
+    }
+  }
+
+  partyName(d) {
+    const key = d.client_id ? `clients/${d.client_id}` : d.lead_id ? `leads/${d.lead_id}` : null;
+    if (!key) return t('party.unknown');
+    const known = this.names.get(key);
+    if (typeof known === 'string') return known;
+    if (!known) {
+      this.names.set(key, api('GET', `/api/v1/${key}`).then((r) => {
+        this.names.set(key, r.name || t('party.unknown'));
+        this.queueRender();
+        if (this.current === d.id) this.renderHeader();
+      }).catch(() => this.names.set(key, t(d.client_id ? 'party.client' : 'party.lead'))));
+    }
+    return '…';
+  }
+
+  renderMain() {
+    if (this.current === null) {
+      replace(this.mainEl, h('p', { class: 'placeholder' }, t('dialog.none')));
+      return;
+    }
+    this.headerEl = h('div', { class: 'dialog-head' });
+    this.msgsEl = h('ol', { class: 'messages', id: 'messages', 'aria-live': 'polite' });
+    this.typingEl = h('p', { class: 'typing', id: 'typing' });
+    this.outboxEl = h('ol', { class: 'outbox' });
+    const text = h('textarea', { id: 'reply-text', rows: 3, 'aria-label': t('reply.send') });
+    text.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    let lastTyping = 0;
+    text.addEventListener('input', () => {
+      if (Date.now() - lastTyping > 3000 && this.live.state === 'live') {
+        lastTyping = Date.now();
+        this.live.raw({ type: 'typing', dialog_id: this.current });
+      }
+    });
+    const form = h('form', { class: 'reply', id: 'reply' }, text,
+      h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, t('reply.send')));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const body = text.value.trim();
+      if (!body) return;
+      const d = this.dialogs.get(this.current);
+      if (d && d.status === 'closed') {
+        this.flash(t('reply.closed'));
+        return;
+      }
+      this.sendReply(this.current, body);
+      text.value = '';
+    });
+    this.replyText = text;
+    replace(this.mainEl, this.headerEl, this.msgsEl, this.outboxEl, this.typingEl, form);
+    this.renderHeader();
+    this.renderMessages();
+    text.focus();
+  }
+
+  renderHeader() {
+    if (!this.headerEl) return;
+    const d = this.dialogs.get(this.current);
+    if (!d) {
+      replace(this.headerEl, h('h2', {}, `#${this.current}`));
+      return;
+    }
+    const name = d.assignee_id === this.me.id ? (this.me.name || this.me.login) : `#${d.assignee_id}`;
+    const who = d.assignee_id ? t('dialog.assigned', name) : t('dialog.unassigned');
+    replace(this.headerEl,
+      h('h2', { id: 'dialog-title' }, this.partyName(d)),
+      h('span', { class: `channel ch-${d.channel}` }, CHANNEL_LABELS[d.channel] || d.channel),
+      h('span', { class: 'assignee' }, who),
+      d.status === 'closed' ? h('span', { class: 'badge' }, t('dialog.closed')) : null,
+      h('span', { class: 'spacer' }),
+      !d.assignee_id && d.status === 'open'
+        ? h('button', { id: 'take', onclick: () => this.act('assign', { user_id: this.me.id }) }, t('dialog.take')) : null,
+      d.status === 'open'
+        ? h('button', { id: 'close', onclick: () => this.act('close') }, t('dialog.close'))
+        : h('button', { id: 'reopen', onclick: () => this.act('reopen') }, t('dialog.reopen')));
+    if (this.replyText) this.replyText.placeholder = t('reply.placeholder', d.channel);
+  }
+
+  renderMessages() {
+    if (!this.msgsEl) return;
+    const list = this.messages.get(this.current);
+    if (!list) {
+      replace(this.msgsEl);
+      return;
+    }
+    const sorted = [...list.values()].sort((a, b) => a.id - b.id);
+    replace(this.msgsEl, sorted.map((m) => this.messageEl(m)));
+    this.msgsEl.scrollTop = this.msgsEl.scrollHeight;
+    this.renderOutbox();
+  }
+
+  renderMessage(m) {
+    if (!this.msgsEl) return;
+    const el = this.messageEl(m);
+    const old = this.msgsEl.querySelector(`li[data-id="${m.id}"]`);
+    if (old) {
+      old.replaceWith(el);
+      return;
+    }
+    const stick = this.msgsEl.scrollHeight - this.msgsEl.scrollTop - this.msgsEl.clientHeight < 80;
+    // Keep id order: an event can arrive after a later message was rendered.
+    let before = null;
+    for (const li of this.msgsEl.children) {
+      if (Number(li.dataset.id) > m.id) { before = li; break; }
+    }
+    this.msgsEl.insertBefore(el, before);
+    if (stick) this.msgsEl.scrollTop = this.msgsEl.scrollHeight;
+    this.renderOutbox();
+  }
+
+  messageEl(m) {
+    const status = m.direction === 'outbound' ? t(`status.${m.delivery_status}`) : '';
+    return h('li', { class: `msg ${m.direction}`, dataset: { id: m.id, status: m.delivery_status } },
+      h('div', { class: 'body' }, richText(m.body || '')),
+      (m.attachments || []).length
+        ? h('ul', { class: 'attachments' }, m.attachments.map((a) => h('li', {},
+          a.url ? h('a', { href: a.url, target: '_blank', rel: 'noopener noreferrer nofollow' }, a.name || a.url) : (a.name || ''))))
+        : null,
+      h('div', { class: 'meta' },
+        h('time', { datetime: m.sent_at }, shortTime(m.sent_at, lang())),
+        status ? h('span', { class: `status st-${m.delivery_status}`, title: m.delivery_error || '' }, status) : null));
+  }
+
+  renderOutbox() {
+    if (!this.outboxEl) return;
+    const mine = [...this.outbox.values()].filter((o) => o.dialog_id === this.current
+      && !(o.message_id && this.messages.get(this.current)?.has(o.message_id)));
+    replace(this.outboxEl, mine.map((o) => h('li', { class: 'msg outbound pending' },
+      h('div', { class: 'body' }, richText(o.text)),
+      h('div', { class: 'meta' }, h('span', { class: 'status st-pending' }, t('status.pending'))))));
+  }
+
+  renderTyping() {
+    if (!this.typingEl) return;
+    this.typingEl.textContent = Date.now() < this.typingUntil ? t('typing.customer') : '';
+  }
+
+  tick() {
+    for (const el of this.listEl.querySelectorAll('.wait[data-since]')) {
+      el.textContent = elapsed(el.dataset.since);
+      el.className = `wait ${waitClass(el.dataset.since)}`;
+    }
+    this.renderTyping();
+  }
+
+  flash(text) {
+    this.flashEl.textContent = text;
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => { this.flashEl.textContent = ''; }, 6000);
+  }
+}
+
+function waitClass(since) {
+  const s = (Date.now() - new Date(since).getTime()) / 1000;
+  if (s >= REACTION_TARGET_SECS) return 'late';
+  if (s >= REACTION_TARGET_SECS / 2) return 'soon';
+  return 'ok';
+}
