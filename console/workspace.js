@@ -6,6 +6,7 @@ import { all, api } from './api.js';
 import { elapsed, h, randomId, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
 import { Live } from './live.js';
+import { PartyPanel } from './party.js';
 
 /** Seconds a customer should wait at most for an answer; the waiting time is coloured against it. */
 const REACTION_TARGET_SECS = 120;
@@ -64,6 +65,7 @@ export class Workspace {
 
   stop() {
     clearInterval(this.clock);
+    if (this.party) this.party.stop();
     this.live.stop();
   }
 
@@ -131,7 +133,27 @@ export class Workspace {
     if (old && old.updated_at && d.updated_at && old.updated_at > d.updated_at) return;
     this.dialogs.set(d.id, { ...old, ...d });
     this.queueRender();
-    if (d.id === this.current) this.renderHeader();
+    if (d.id === this.current) {
+      this.renderHeader();
+      this.showParty(this.dialogs.get(d.id));
+    }
+  }
+
+  /** The client panel for dialog `d`'s client or lead (kept when it is the same one). */
+  showParty(d) {
+    const party = d && (d.client_id ? { type: 'client', id: d.client_id } : d.lead_id ? { type: 'lead', id: d.lead_id } : null);
+    const same = this.party && party && this.party.party.type === party.type && this.party.party.id === party.id;
+    if (same) return;
+    if (this.party) this.party.stop();
+    this.party = null;
+    if (!party) {
+      replace(this.partyEl, d ? h('p', { class: 'placeholder' }, t('party.none')) : null);
+      return;
+    }
+    this.party = new PartyPanel(this.partyEl, this.live, party, {
+      onError: (e) => this.flash(e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message)),
+    });
+    this.party.start();
   }
 
   onMessage(m) {
@@ -182,6 +204,8 @@ export class Workspace {
     if (this.current === id) return;
     if (this.current !== null) this.live.unfollow(`dialog:${this.current}`);
     this.current = id;
+    if (this.dialogs.has(id)) this.showParty(this.dialogs.get(id));
+    else this.fetchDialog(id);
     this.typingUntil = 0;
     location.hash = `#/dialogs/${id}`;
     this.renderMain();
@@ -272,15 +296,21 @@ export class Workspace {
     this.tabsEl = h('nav', { class: 'tabs', role: 'tablist' });
     this.listEl = h('ul', { class: 'dialog-list', id: 'dialog-list', role: 'listbox', 'aria-label': t('tab.mine') });
     this.mainEl = h('section', { class: 'dialog', id: 'dialog' });
+    this.partyEl = h('aside', { class: 'party', id: 'party' });
     this.flashEl = h('div', { class: 'flash', role: 'status', id: 'flash' });
     replace(this.root, h('div', { class: 'workspace' },
       this.topEl,
       h('aside', { class: 'side' }, this.tabsEl, this.listEl),
       this.mainEl,
+      this.partyEl,
       this.flashEl));
     this.renderTop();
     this.renderList();
     this.renderMain();
+    if (this.party) {
+      this.party.el = this.partyEl;
+      this.party.render();
+    }
   }
 
   renderTop() {
@@ -362,7 +392,7 @@ export class Workspace {
       onkeydown: (e) => this.listKey(e, d.id),
     },
     h('span', { class: `channel ch-${d.channel}`, title: d.channel }, CHANNEL_LABELS[d.channel] || d.channel.slice(0, 3)),
-    h('span', { class: 'party' }, this.partyName(d)),
+    h('span', { class: 'name' }, this.partyName(d)),
     d.unread ? h('span', { class: 'unread', title: 'unread' }, String(d.unread)) : null,
     h('span', { class: 'preview' }, this.previews.get(d.id) || d.subject || ''),
     wait ? h('span', { class: `wait ${waitClass(d.waiting_since)}`, dataset: { since: d.waiting_since } }, wait) : null);

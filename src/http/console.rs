@@ -43,6 +43,7 @@ static ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("i18n.js", JS),
     asset!("live.js", JS),
+    asset!("party.js", JS),
     asset!("workspace.js", JS),
 ];
 

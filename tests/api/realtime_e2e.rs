@@ -14,16 +14,20 @@ use crate::helpers::*;
 use crate::ws_client::*;
 
 /// Signature header, raw body, parsed body of each reply received.
-type Received = Arc<Mutex<Vec<(Option<String>, String, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(Option<String>, String, Value)>>>;
 
 /// A local system receiving the channel's replies.
-struct Receiver {
-    url: String,
-    got: Received,
-    notify: Arc<tokio::sync::Notify>,
+pub(crate) struct Receiver {
+    /// Where the channel posts its replies.
+    pub(crate) url: String,
+    /// What it posted.
+    pub(crate) got: Received,
+    /// Woken at every reply.
+    pub(crate) notify: Arc<tokio::sync::Notify>,
 }
 
-async fn receiver() -> Receiver {
+/// Starts the receiver on a free port; it answers each reply with `external_id: ext-<id>`.
+pub(crate) async fn receiver() -> Receiver {
     let got: Received = Arc::default();
     let notify = Arc::new(tokio::sync::Notify::new());
     let (g, n) = (got.clone(), notify.clone());

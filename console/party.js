@@ -1,0 +1,170 @@
+// The client panel beside a dialog: who it is (client or lead), how to reach them, and
+// their Feed, live: notes, tasks, messages, calls, Interests. Quick actions add a note or a
+// task; they appear in the Feed at once, here and in every other console watching.
+
+import { all, api } from './api.js';
+import { h, replace, richText, shortTime } from './dom.js';
+import { lang, t } from './i18n.js';
+
+const KINDS = ['note', 'task', 'message', 'email', 'call', 'meeting', 'interest'];
+const REFRESH_DEBOUNCE_MS = 120;
+
+export class PartyPanel {
+  /**
+   * `party`: `{ type: 'client' | 'lead', id }`. The panel follows the party's topic on
+   * `live` from the moment it reads the Feed, so nothing written in between is missed.
+   */
+  constructor(el, live, party, { onError }) {
+    this.el = el;
+    this.live = live;
+    this.party = party;
+    this.topic = `${party.type}:${party.id}`;
+    this.onError = onError;
+    this.kind = '';
+    this.record = null;
+    this.feed = [];
+    this.timer = null;
+    this.form = null;
+    this.listener = (e) => {
+      const f = e.detail;
+      if (!f.ephemeral && (f.topics || []).includes(this.topic)) this.refreshSoon();
+    };
+  }
+
+  async start() {
+    this.live.addEventListener('event', this.listener);
+    this.render();
+    const pos = this.live.position;
+    await Promise.all([this.loadRecord(), this.loadFeed()]);
+    this.live.follow([this.topic], pos);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.live.removeEventListener('event', this.listener);
+    this.live.unfollow(this.topic);
+  }
+
+  async loadRecord() {
+    try {
+      this.record = await api('GET', `/api/v1/${this.party.type}s/${this.party.id}`);
+    } catch (e) {
+      this.onError(e);
+    }
+    this.renderHead();
+  }
+
+  async loadFeed() {
+    const q = this.kind ? `?kinds=${this.kind}` : '';
+    try {
+      this.feed = await all(`/api/v1/${this.party.type}s/${this.party.id}/feed${q}`, 400);
+    } catch (e) {
+      this.onError(e);
+    }
+    this.renderFeed();
+  }
+
+  refreshSoon() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.loadFeed();
+      this.loadRecord();
+    }, REFRESH_DEBOUNCE_MS);
+  }
+
+  async add(kind, subject, body, plannedAt) {
+    const input = { kind, subject, [`${this.party.type}_id`]: this.party.id };
+    if (body) input.body = body;
+    if (plannedAt) input.planned_at = new Date(plannedAt).toISOString();
+    await api('POST', '/api/v1/interactions', input);
+    // The event refreshes every console watching, this one included; refreshing now too
+    // shows it even while the socket reconnects.
+    this.refreshSoon();
+  }
+
+  render() {
+    this.headEl = h('div', { class: 'party-head', id: 'party-head' });
+    this.actionsEl = h('div', { class: 'party-actions' },
+      h('button', { id: 'add-note', onclick: () => this.openForm('note') }, t('party.add_note')),
+      h('button', { id: 'add-task', onclick: () => this.openForm('task') }, t('party.add_task')));
+    this.formEl = h('div', { class: 'party-form' });
+    const filter = h('select', { id: 'feed-filter', 'aria-label': t('feed.filter') },
+      h('option', { value: '' }, t('feed.all')),
+      KINDS.map((k) => h('option', { value: k, selected: this.kind === k }, t(`feed.kind.${k}`))));
+    filter.addEventListener('change', () => {
+      this.kind = filter.value;
+      this.loadFeed();
+    });
+    this.feedEl = h('ol', { class: 'feed', id: 'feed', 'aria-live': 'polite' });
+    replace(this.el, this.headEl, this.actionsEl, this.formEl,
+      h('div', { class: 'feed-head' }, h('h3', {}, t('feed.title')), filter), this.feedEl);
+    this.renderHead();
+    this.renderFeed();
+  }
+
+  renderHead() {
+    if (!this.headEl) return;
+    const r = this.record;
+    if (!r) {
+      replace(this.headEl, h('h3', {}, '…'));
+      return;
+    }
+    const contacts = [];
+    if (this.party.type === 'lead') {
+      if (r.phone) contacts.push(r.phone);
+      if (r.email) contacts.push(r.email);
+    } else {
+      for (const i of r.identities || []) contacts.push(i.value);
+    }
+    replace(this.headEl,
+      h('h3', { id: 'party-name' }, r.name),
+      h('span', { class: 'badge' }, t(this.party.type === 'lead' ? 'party.lead' : 'party.client')),
+      r.company_name ? h('p', { class: 'muted' }, r.company_name) : null,
+      h('ul', { class: 'contacts' }, contacts.map((c) => h('li', {}, c))));
+  }
+
+  renderFeed() {
+    if (!this.feedEl) return;
+    if (!this.feed.length) {
+      replace(this.feedEl, h('li', { class: 'empty' }, t('feed.empty')));
+      return;
+    }
+    replace(this.feedEl, this.feed.map((e) => h('li', { class: `feed-item fk-${e.kind}`, dataset: { kind: e.kind, id: e.id } },
+      h('div', { class: 'feed-line' },
+        h('span', { class: 'feed-kind' }, t(`feed.kind.${e.kind}`)),
+        h('time', { datetime: e.occurred_at }, shortTime(e.occurred_at, lang()))),
+      h('div', { class: 'feed-title' }, e.title),
+      e.preview ? h('div', { class: 'feed-preview' }, richText(e.preview)) : null)));
+  }
+
+  openForm(kind) {
+    const subject = h('input', { id: `${kind}-subject`, required: true, 'aria-label': t('party.subject'), placeholder: t('party.subject') });
+    const body = kind === 'note' ? h('textarea', { id: 'note-body', rows: 3, placeholder: t('party.note_text'), 'aria-label': t('party.note_text') }) : null;
+    const due = kind === 'task' ? h('input', { id: 'task-due', type: 'datetime-local', 'aria-label': t('party.due') }) : null;
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const save = h('button', { type: 'submit', class: 'primary', id: `${kind}-save` }, t('party.save'));
+    const form = h('form', { id: `${kind}-form` }, subject, body, due, error,
+      h('div', { class: 'row' }, save,
+        h('button', { type: 'button', class: 'link', onclick: () => replace(this.formEl) }, t('party.cancel'))));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!subject.value.trim()) {
+        subject.focus();
+        return;
+      }
+      save.disabled = true;
+      try {
+        await this.add(kind, subject.value.trim(), body && body.value.trim(), due && due.value);
+        replace(this.formEl);
+      } catch (err) {
+        error.textContent = t('error.generic', err.message);
+        save.disabled = false;
+      }
+    });
+    form.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') replace(this.formEl);
+    });
+    replace(this.formEl, form);
+    subject.focus();
+  }
+}

@@ -1,0 +1,362 @@
+//! The operator console in a real headless Chromium: sign-in, an inquiry appearing live
+//! without a reload, a reply going out through the channel, hostile customer text shown as
+//! text, and one operator kept out of another department's dialogs. Screenshots of the
+//! screens go to `target/screenshots/` (`KOMMUTATOR_SCREENSHOTS` to put them elsewhere).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kommutator::domain::{Role, Scope};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::browser::{Browser, Page};
+use crate::helpers::*;
+use crate::realtime_e2e::receiver;
+use crate::ws_client::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("KOMMUTATOR_SCREENSHOTS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"),
+        PathBuf::from,
+    );
+    dir.join(format!("{name}.png"))
+}
+
+/// Opens the console and signs in as `login`; waits until the socket is live.
+async fn sign_in(page: &Page, base: &str, login: &str) {
+    page.goto(base).await;
+    page.wait_for("document.querySelector('#login-form')", WAIT)
+        .await;
+    page.fill("#login", login).await;
+    page.fill("#password", PASSWORD).await;
+    page.click("#login-form button[type=submit]").await;
+    page.wait_for(
+        "document.querySelector('#conn')?.dataset.state === 'live'",
+        WAIT,
+    )
+    .await;
+}
+
+/// No script error and no failed request but the expected ones: `expected` statuses (a page
+/// not signed in asks who is and gets 401; a dialog one may not see is 404).
+#[track_caller]
+fn assert_no_errors(page: &Page, expected: &[u16]) {
+    let errors: Vec<String> = page
+        .errors()
+        .into_iter()
+        .filter(|e| {
+            !(e.starts_with("network error")
+                && expected
+                    .iter()
+                    .any(|s| e.contains(&format!("status of {s} "))))
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inquiry_appears_live_and_the_reply_goes_out_through_its_channel() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let rx = receiver().await;
+    let app = spawn_app_with(with_api_channel("Sales", Some(rx.url.clone()))).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    let page = browser.new_page().await;
+
+    // A wrong password is answered on the form.
+    page.goto(&app.base).await;
+    page.wait_for("document.querySelector('#login-form')", WAIT)
+        .await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    page.reload().await;
+    page.fill("#login", "anna").await;
+    page.fill("#password", "not her password").await;
+    page.press("Enter").await;
+    page.wait_for(
+        "document.querySelector('#login-error')?.textContent.includes('Wrong login or password')",
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("login")).await;
+
+    sign_in(&page, &app.base, "anna").await;
+    assert_eq!(page.count(".dialog-item").await, 0);
+
+    // An inquiry with hostile text and name arrives: it shows up without a reload.
+    let hostile = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> \
+                   javascript:window.__pwned=3 see https://example.com/price";
+    let mut ev = inbound("m-1", "t-1", "+7 916 123-45-67", hostile);
+    ev["kind"]["sender"]["display_name"] = json!("<img src=x onerror=\"window.__pwned=4\">Ivan");
+    let (status, out) = ingest(&app, &key, &ev).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.dialog-item .name')?.textContent.includes('Ivan')",
+        WAIT,
+    )
+    .await;
+
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for(
+        "document.querySelectorAll('#messages li.msg').length === 1",
+        WAIT,
+    )
+    .await;
+    let body = page.text("#messages li.msg .body").await;
+    assert!(body.contains("<script>window.__pwned=1</script>"), "{body}");
+    assert!(body.contains("onerror"), "{body}");
+    // Shown as text: no element came from the customer's markup, nothing ran.
+    assert_eq!(page.count("#app script, #app img, #app iframe").await, 0);
+    assert_eq!(
+        page.eval("String(window.__pwned)").await,
+        json!("undefined"),
+        "customer text ran as script"
+    );
+    let links = page
+        .eval("[...document.querySelectorAll('#messages a')].map(a => a.href)")
+        .await;
+    assert_eq!(
+        links,
+        json!(["https://example.com/price"]),
+        "only the http link is a link"
+    );
+    assert_eq!(page.dialogs_opened(), 0);
+
+    // The operator replies: the reply goes out through the channel and shows as sent.
+    page.fill("#reply-text", "Здравствуйте! Доставка бесплатная.")
+        .await;
+    page.press("Enter").await;
+    let posted = loop {
+        let notified = rx.notify.notified();
+        if let Some(p) = rx.got.lock().await.first().cloned() {
+            break p;
+        }
+        tokio::time::timeout(WAIT, notified)
+            .await
+            .expect("the reply is posted to the channel");
+    };
+    assert_eq!(posted.2["text"], "Здравствуйте! Доставка бесплатная.");
+    assert_eq!(posted.2["thread_id"], "t-1");
+    page.wait_for(
+        "document.querySelector('#messages li.msg.outbound')?.dataset.status === 'sent'",
+        WAIT,
+    )
+    .await;
+
+    // A second message appears in the open dialog, live.
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-2", "t-1", "+7 916 123-45-67", "Спасибо!"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    page.wait_for(
+        "document.querySelectorAll('#messages li.msg').length === 3",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        page.text("#messages li.msg:last-child .body").await,
+        "Спасибо!"
+    );
+
+    // The dialog's Feed has both directions.
+    let (status, messages) = app
+        .get(
+            Some(&app.admin),
+            &format!("/api/v1/dialogs/{dialog}/messages"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(messages["items"].as_array().map(Vec::len), Some(3));
+
+    // Russian, switched in the console.
+    page.click("#lang").await;
+    page.wait_for(
+        "document.querySelector('#tab-mine')?.textContent.startsWith('Мои')",
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("dialogs")).await;
+    assert_no_errors(&page, &[401]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_does_not_see_another_departments_dialogs() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let support = app.department("Support").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    app.user("sofia", Role::Operator, Some(support)).await;
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 000-00-01", "A question for sales"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+
+    let page = browser.new_page().await;
+    page.goto(&app.base).await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&page, &app.base, "sofia").await;
+    for tab in ["#tab-mine", "#tab-queue"] {
+        page.click(tab).await;
+        page.wait_for("document.querySelector('.dialog-list .empty')", WAIT)
+            .await;
+        assert_eq!(page.count(".dialog-item").await, 0, "{tab}");
+    }
+    assert_eq!(
+        page.count("#tab-all").await,
+        0,
+        "operators have no 'all' list"
+    );
+
+    // A new Sales inquiry while she watches: still nothing.
+    let (status, _) = ingest(
+        &app,
+        &key,
+        &inbound("m-2", "t-2", "+7 916 000-00-02", "Another one"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(page.count(".dialog-item").await, 0);
+
+    // By URL (a new tab, the same session): no access, and nothing of it shows.
+    let page = browser.new_page().await;
+    page.goto(&format!("{}/#/dialogs/{dialog}", app.base)).await;
+    page.wait_for("document.querySelector('#dialog-error')", WAIT)
+        .await;
+    assert_eq!(
+        page.text("#dialog-error").await,
+        "You have no access to this."
+    );
+    assert_eq!(page.count("#messages li.msg").await, 0);
+    let text = page.text("body").await;
+    assert!(!text.contains("A question for sales"), "{text}");
+    assert_no_errors(&page, &[401, 404]);
+}
+
+/// Whether the Feed on `page` shows an entry titled `title`, as a JS expression.
+fn feed_has(title: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#feed .feed-title')].some(e => e.textContent === {})",
+        json!(title)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_and_a_task_appear_in_the_feed_at_once_for_both_operators() {
+    let Some(first) = Browser::launch().await else {
+        return;
+    };
+    let Some(second) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    app.user("boris", Role::Operator, Some(sales)).await;
+
+    // Anna is online: the inquiry goes to her, and its lead shows beside the dialog.
+    let a = first.new_page().await;
+    a.goto(&app.base).await;
+    a.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&a, &app.base, "anna").await;
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 123-45-67", "Do you deliver to Kazan?"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    a.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    a.wait_for(
+        "document.querySelector('#party-name')?.textContent === 'Ivan Petrov'",
+        WAIT,
+    )
+    .await;
+    a.wait_for(
+        "document.querySelector('#feed li[data-kind=message]')",
+        WAIT,
+    )
+    .await;
+    assert!(a.text("#party-head").await.contains("+79161234567"));
+
+    // Boris, in the same department, watches the same lead (the dialog by its address).
+    let b = second.new_page().await;
+    b.goto(&app.base).await;
+    b.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&b, &app.base, "boris").await;
+    let b = second.new_page().await;
+    b.goto(&format!("{}/#/dialogs/{dialog}", app.base)).await;
+    b.wait_for(
+        "document.querySelector('#party-name')?.textContent === 'Ivan Petrov'",
+        WAIT,
+    )
+    .await;
+
+    // A note from Anna's card: in both Feeds at once.
+    a.click("#add-note").await;
+    a.fill("#note-subject", "Called back").await;
+    a.fill("#note-body", "Wants delivery to Kazan by Friday")
+        .await;
+    a.click("#note-save").await;
+    a.wait_for(&feed_has("Called back"), WAIT).await;
+    b.wait_for(&feed_has("Called back"), WAIT).await;
+
+    // A task from Boris's card: in both too.
+    b.click("#add-task").await;
+    b.fill("#task-subject", "Send the price list").await;
+    b.click("#task-save").await;
+    b.wait_for(&feed_has("Send the price list"), WAIT).await;
+    a.wait_for(&feed_has("Send the price list"), WAIT).await;
+
+    // The filter shows one kind.
+    a.eval(
+        "(() => { const s = document.querySelector('#feed-filter'); s.value = 'note'; \
+         s.dispatchEvent(new Event('change')); })()",
+    )
+    .await;
+    a.wait_for(
+        "[...document.querySelectorAll('#feed li.feed-item')].every(e => e.dataset.kind === 'note') \
+         && document.querySelectorAll('#feed li.feed-item').length === 1",
+        WAIT,
+    )
+    .await;
+    a.eval(
+        "(() => { const s = document.querySelector('#feed-filter'); s.value = ''; \
+         s.dispatchEvent(new Event('change')); })()",
+    )
+    .await;
+    a.wait_for(&feed_has("Send the price list"), WAIT).await;
+    a.screenshot(&screenshot_path("client-panel")).await;
+    assert_no_errors(&a, &[401]);
+    assert_no_errors(&b, &[401]);
+}
