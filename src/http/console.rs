@@ -44,6 +44,7 @@ static ASSETS: &[Asset] = &[
     asset!("i18n.js", JS),
     asset!("live.js", JS),
     asset!("party.js", JS),
+    asset!("widget.js", JS),
     asset!("workspace.js", JS),
 ];
 
@@ -107,6 +108,11 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
 /// `GET /`: the console.
 pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
+}
+
+/// `GET /widget.js`: the website chat widget (one script tag on a customer's site).
+pub async fn widget(headers: HeaderMap) -> Response {
+    serve("widget.js", &headers)
 }
 
 /// `GET /assets/{name}`.

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/", get(console::index))
         .route("/assets/{name}", get(console::asset))
+        .route("/widget.js", get(console::widget))
         .route("/ws/operator", get(ws::operator::handler))
         .route("/ws/widget", get(ws::widget::handler))
         .route("/ws/bot", get(ws::operator::bot_handler))

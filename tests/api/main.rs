@@ -10,6 +10,7 @@ mod browser;
 mod concurrency;
 mod connector_host;
 mod console_ui;
+mod console_widget;
 mod custom_fields;
 mod helpers;
 mod ingest_batch;
