@@ -29,10 +29,16 @@ export class PartyPanel {
       const f = e.detail;
       if (!f.ephemeral && (f.topics || []).includes(this.topic)) this.refreshSoon();
     };
+    // Offline, a refresh would only fail: it waits for the connection to come back.
+    this.stale = false;
+    this.stateListener = () => {
+      if (this.live.state === 'live' && this.stale) this.refreshSoon();
+    };
   }
 
   async start() {
     this.live.addEventListener('event', this.listener);
+    this.live.addEventListener('state', this.stateListener);
     this.render();
     const pos = this.live.position;
     await Promise.all([this.loadRecord(), this.loadFeed()]);
@@ -42,6 +48,7 @@ export class PartyPanel {
   stop() {
     clearTimeout(this.timer);
     this.live.removeEventListener('event', this.listener);
+    this.live.removeEventListener('state', this.stateListener);
     this.live.unfollow(this.topic);
   }
 
@@ -67,6 +74,11 @@ export class PartyPanel {
   refreshSoon() {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
+      if (this.live.state !== 'live') {
+        this.stale = true;
+        return;
+      }
+      this.stale = false;
       this.loadFeed();
       this.loadRecord();
     }, REFRESH_DEBOUNCE_MS);

@@ -6,12 +6,20 @@ import { all, api } from './api.js';
 import { elapsed, h, randomId, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
 import { Live } from './live.js';
+import * as notify from './notify.js';
 import { PartyPanel } from './party.js';
+import { SupervisorView } from './supervisor.js';
 
 /** Seconds a customer should wait at most for an answer; the waiting time is coloured against it. */
 const REACTION_TARGET_SECS = 120;
-/** Messages kept on screen for one dialog (older ones stay in the store). */
-const MAX_MESSAGES = 2000;
+/** Messages kept in memory for one dialog (older ones stay in the store). */
+const MAX_MESSAGES = 20000;
+/** Messages rendered at first; "show earlier" adds as many again. */
+const MESSAGE_WINDOW = 200;
+/** Height of a row of the dialog list (px; fixed, for the windowed list: see app.css). */
+const ROW_PX = 60;
+/** Rows rendered above and below the visible ones. */
+const OVERSCAN = 8;
 
 const CHANNEL_LABELS = {
   api: 'API', widget: 'Chat', telegram: 'TG', vk: 'VK', whatsapp: 'WA', email: '@', phone: '☎', form: 'Form',
@@ -36,6 +44,12 @@ export class Workspace {
     this.typingUntil = 0;
     this.presence = 'online';
     this.loaded = false;
+    /** user id → user (names of colleagues), and the departments. */
+    this.users = new Map();
+    this.departments = [];
+    /** 'dialogs' or 'supervisor' */
+    this.view = 'dialogs';
+    this.supervisor = null;
     this.renderQueued = false;
     this.readTimer = null;
   }
@@ -48,7 +62,7 @@ export class Workspace {
   baseTopics() {
     const out = [`user:${this.me.id}`];
     if (this.me.department_id) out.push(`dept:${this.me.department_id}`);
-    for (const d of this.extraDepartments || []) out.push(`dept:${d}`);
+    if (this.me.role === 'admin') for (const d of this.departments) out.push(`dept:${d.id}`);
     return [...new Set(out)];
   }
 
@@ -74,22 +88,30 @@ export class Workspace {
       // First connection: snapshot from this position, then live from it.
       this.loaded = true;
       const pos = this.live.position;
-      if (this.me.role === 'admin') {
-        try {
-          const deps = await api('GET', '/api/v1/departments');
-          this.extraDepartments = (deps.items || deps || []).map((d) => d.id);
-        } catch (_) { this.extraDepartments = []; }
-      }
-      await this.loadDialogs();
+      await Promise.all([this.loadColleagues(), this.loadDialogs()]);
       this.live.follow(this.baseTopics(), pos);
       const m = location.hash.match(/^#\/dialogs\/(\d+)$/);
       if (m) this.open(Number(m[1]));
+      else if (location.hash === '#/supervisor' && this.canSeeAll) this.showSupervisor();
     }
     // A reconnect: the socket resumed every topic itself; replies still unconfirmed go again
     // (the same client_msg_id: stored at most once).
     for (const [cid, o] of this.outbox) {
       if (!o.message_id) this.sendReply(o.dialog_id, o.text, cid);
     }
+  }
+
+  async loadColleagues() {
+    try {
+      const [users, deps] = await Promise.all([api('GET', '/api/v1/users'), api('GET', '/api/v1/departments')]);
+      for (const u of users || []) this.users.set(u.id, u);
+      this.departments = deps || [];
+    } catch (_) { /* names are a nicety; ids stand in */ }
+  }
+
+  userName(id) {
+    const u = this.users.get(id);
+    return u ? (u.name || u.login) : `#${id}`;
   }
 
   async loadDialogs() {
@@ -118,7 +140,12 @@ export class Workspace {
   onEvent(f) {
     const d = f.data || {};
     if (f.entity === 'dialog') {
+      this.noticeNew(f, d);
       this.upsertDialog(d);
+      // Assignments change operators' load.
+      if (this.supervisor) this.supervisor.refreshSoon();
+    } else if (f.entity === 'presence' || f.entity === 'routing') {
+      if (this.supervisor) this.supervisor.refreshSoon();
     } else if (f.entity === 'message') {
       if (f.op === 'create') this.onMessage(d);
       else this.upsertMessage(d);
@@ -139,6 +166,18 @@ export class Workspace {
     }
   }
 
+  /** A sound (and a desktop notification when in the background) for a dialog new to me. */
+  noticeNew(f, d) {
+    if (!this.loaded) return;
+    const old = this.dialogs.get(d.id);
+    const mineNow = d.assignee_id === this.me.id && d.status === 'open';
+    const mineBefore = old && old.assignee_id === this.me.id && old.status === 'open';
+    const queuedNew = !old && d.status === 'open' && (d.assignee_id === null || d.assignee_id === undefined);
+    if ((mineNow && !mineBefore) || queuedNew) {
+      notify.tell(t('notify.new_dialog'), this.previews.get(d.id) || d.subject || d.channel, () => this.open(d.id));
+    }
+  }
+
   /** The client panel for dialog `d`'s client or lead (kept when it is the same one). */
   showParty(d) {
     const party = d && (d.client_id ? { type: 'client', id: d.client_id } : d.lead_id ? { type: 'lead', id: d.lead_id } : null);
@@ -151,7 +190,9 @@ export class Workspace {
       return;
     }
     this.party = new PartyPanel(this.partyEl, this.live, party, {
-      onError: (e) => this.flash(e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message)),
+      // A network error is already told by the connection badge.
+      onError: (e) => (e.code === 'network' ? null
+        : this.flash(e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message))),
     });
     this.party.start();
   }
@@ -201,9 +242,11 @@ export class Workspace {
   // ---- actions ----------------------------------------------------------------------
 
   async open(id) {
+    if (this.view !== 'dialogs') this.showDialogs();
     if (this.current === id) return;
     if (this.current !== null) this.live.unfollow(`dialog:${this.current}`);
     this.current = id;
+    this.shownMessages = MESSAGE_WINDOW;
     if (this.dialogs.has(id)) this.showParty(this.dialogs.get(id));
     else this.fetchDialog(id);
     this.typingUntil = 0;
@@ -279,6 +322,26 @@ export class Workspace {
     }
   }
 
+  showSupervisor() {
+    this.view = 'supervisor';
+    location.hash = '#/supervisor';
+    this.supervisor = new SupervisorView(this.mainEl, this);
+    replace(this.partyEl);
+    this.supervisor.render();
+    this.supervisor.load();
+    this.renderTop();
+  }
+
+  showDialogs() {
+    this.view = 'dialogs';
+    if (this.supervisor) this.supervisor.stop();
+    this.supervisor = null;
+    if (location.hash === '#/supervisor') location.hash = '';
+    this.renderMain();
+    if (this.party) this.party.render();
+    this.renderTop();
+  }
+
   async setPresence(status) {
     try {
       await this.live.command({ type: 'presence', status });
@@ -295,6 +358,15 @@ export class Workspace {
     this.topEl = h('header', { class: 'top' });
     this.tabsEl = h('nav', { class: 'tabs', role: 'tablist' });
     this.listEl = h('ul', { class: 'dialog-list', id: 'dialog-list', role: 'listbox', 'aria-label': t('tab.mine') });
+    let scrollQueued = false;
+    this.listEl.addEventListener('scroll', () => {
+      if (scrollQueued) return;
+      scrollQueued = true;
+      requestAnimationFrame(() => {
+        scrollQueued = false;
+        this.renderWindow();
+      });
+    });
     this.mainEl = h('section', { class: 'dialog', id: 'dialog' });
     this.partyEl = h('aside', { class: 'party', id: 'party' });
     this.flashEl = h('div', { class: 'flash', role: 'status', id: 'flash' });
@@ -318,7 +390,16 @@ export class Workspace {
     replace(this.topEl,
       h('strong', { class: 'brand' }, t('app.title')),
       conn,
+      this.canSeeAll
+        ? h('button', {
+          class: 'link', id: 'view-toggle',
+          onclick: () => (this.view === 'supervisor' ? this.showDialogs() : this.showSupervisor()),
+        }, t(this.view === 'supervisor' ? 'top.dialogs' : 'top.supervisor'))
+        : null,
       h('span', { class: 'spacer' }),
+      notify.canAsk()
+        ? h('button', { class: 'link', id: 'notify', onclick: async () => { await notify.ask(); this.renderTop(); } }, t('notify.enable'))
+        : null,
       h('select', {
         id: 'presence', 'aria-label': 'presence',
         onchange: (e) => this.setPresence(e.target.value),
@@ -345,6 +426,7 @@ export class Workspace {
     requestAnimationFrame(() => {
       this.renderQueued = false;
       this.renderList();
+      if (this.supervisor) this.supervisor.render();
     });
   }
 
@@ -374,12 +456,37 @@ export class Workspace {
       role: 'tab', class: 'tab', id: `tab-${tab}`, 'aria-selected': String(this.tab === tab),
       onclick: () => { this.tab = tab; this.renderList(); },
     }, t(`tab.${tab}`), h('span', { class: 'count' }, String(count(tab))))));
-    const items = this.visible();
+    this.items = this.visible();
+    this.renderWindow();
+  }
+
+  /**
+   * Only the rows in view (and a few around) are in the DOM; spacers stand for the rest,
+   * so a list of thousands of dialogs costs what a screenful does.
+   */
+  renderWindow() {
+    const items = this.items || [];
     if (!items.length) {
       replace(this.listEl, h('li', { class: 'empty' }, t('list.empty')));
       return;
     }
-    replace(this.listEl, items.map((d) => this.renderItem(d)));
+    const view = this.listEl.clientHeight || 800;
+    const first = Math.max(0, Math.floor(this.listEl.scrollTop / ROW_PX) - OVERSCAN);
+    const last = Math.min(items.length, first + Math.ceil(view / ROW_PX) + 2 * OVERSCAN);
+    const focused = document.activeElement && this.listEl.contains(document.activeElement)
+      ? Number(document.activeElement.dataset.id) : null;
+    const top = this.listEl.scrollTop;
+    // Heights through the CSSOM: the page's CSP refuses `style` attributes.
+    const above = h('li', { class: 'spacer-row', 'aria-hidden': 'true' });
+    above.style.height = `${first * ROW_PX}px`;
+    const below = h('li', { class: 'spacer-row', 'aria-hidden': 'true' });
+    below.style.height = `${(items.length - last) * ROW_PX}px`;
+    replace(this.listEl, above, items.slice(first, last).map((d) => this.renderItem(d)), below);
+    this.listEl.scrollTop = top;
+    if (focused) {
+      const el = this.listEl.querySelector(`.dialog-item[data-id="${focused}"]`);
+      if (el) el.focus({ preventScroll: true });
+    }
   }
 
   renderItem(d) {
@@ -404,8 +511,17 @@ export class Workspace {
       this.open(id);
     } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       e.preventDefault();
-      const el = e.currentTarget[e.key === 'ArrowDown' ? 'nextElementSibling' : 'previousElementSibling'];
-      if (el) el.focus();
+      const items = this.items || [];
+      const i = items.findIndex((d) => d.id === id) + (e.key === 'ArrowDown' ? 1 : -1);
+      if (i < 0 || i >= items.length) return;
+      const next = items[i].id;
+      // Bring the row into the window if it is not rendered yet, then focus it.
+      const y = i * ROW_PX;
+      if (y < this.listEl.scrollTop) this.listEl.scrollTop = y;
+      else if (y + ROW_PX > this.listEl.scrollTop + this.listEl.clientHeight) this.listEl.scrollTop = y + ROW_PX - this.listEl.clientHeight;
+      this.renderWindow();
+      const el = this.listEl.querySelector(`.dialog-item[data-id="${next}"]`);
+      if (el) el.focus({ preventScroll: true });
     }
   }
 
@@ -425,6 +541,13 @@ export class Workspace {
   }
 
   renderMain() {
+    if (this.view === 'supervisor') {
+      if (this.supervisor) {
+        this.supervisor.el = this.mainEl;
+        this.supervisor.render();
+      }
+      return;
+    }
     if (this.current === null) {
       replace(this.mainEl, h('p', { class: 'placeholder' }, t('dialog.none')));
       return;
@@ -475,8 +598,7 @@ export class Workspace {
       replace(this.headerEl, h('h2', {}, `#${this.current}`));
       return;
     }
-    const name = d.assignee_id === this.me.id ? (this.me.name || this.me.login) : `#${d.assignee_id}`;
-    const who = d.assignee_id ? t('dialog.assigned', name) : t('dialog.unassigned');
+    const who = d.assignee_id ? t('dialog.assigned', this.userName(d.assignee_id)) : t('dialog.unassigned');
     replace(this.headerEl,
       h('h2', { id: 'dialog-title' }, this.partyName(d)),
       h('span', { class: `channel ch-${d.channel}` }, CHANNEL_LABELS[d.channel] || d.channel),
@@ -486,9 +608,36 @@ export class Workspace {
       !d.assignee_id && d.status === 'open'
         ? h('button', { id: 'take', onclick: () => this.act('assign', { user_id: this.me.id }) }, t('dialog.take')) : null,
       d.status === 'open'
+        ? h('button', { id: 'transfer', onclick: () => this.openTransfer() }, t('dialog.transfer')) : null,
+      d.status === 'open'
         ? h('button', { id: 'close', onclick: () => this.act('close') }, t('dialog.close'))
         : h('button', { id: 'reopen', onclick: () => this.act('reopen') }, t('dialog.reopen')));
     if (this.replyText) this.replyText.placeholder = t('reply.placeholder', d.channel);
+  }
+
+  /** The transfer form: to a colleague (online or not: routing rules apply) or to a department's queue. */
+  openTransfer() {
+    const select = h('select', { id: 'transfer-to', 'aria-label': t('transfer.to') },
+      h('optgroup', { label: t('transfer.departments') },
+        this.departments.map((d) => h('option', { value: `dept:${d.id}` }, d.name))),
+      h('optgroup', { label: t('transfer.operators') },
+        [...this.users.values()]
+          .filter((u) => u.active !== false && u.id !== this.me.id && ['operator', 'manager', 'supervisor'].includes(u.role))
+          .map((u) => h('option', { value: `user:${u.id}` }, u.name || u.login))));
+    const form = h('form', { class: 'transfer', id: 'transfer-form' }, select,
+      h('button', { type: 'submit', class: 'primary', id: 'transfer-go' }, t('transfer.go')),
+      h('button', { type: 'button', class: 'link', onclick: () => form.remove() }, t('party.cancel')));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const [kind, id] = select.value.split(':');
+      await this.act('transfer', kind === 'dept' ? { department_id: Number(id) } : { user_id: Number(id) });
+      form.remove();
+    });
+    form.addEventListener('keydown', (e) => { if (e.key === 'Escape') form.remove(); });
+    const old = this.headerEl.querySelector('#transfer-form');
+    if (old) old.remove();
+    this.headerEl.append(form);
+    select.focus();
   }
 
   renderMessages() {
@@ -499,7 +648,20 @@ export class Workspace {
       return;
     }
     const sorted = [...list.values()].sort((a, b) => a.id - b.id);
-    replace(this.msgsEl, sorted.map((m) => this.messageEl(m)));
+    const shown = this.shownMessages || MESSAGE_WINDOW;
+    const from = Math.max(0, sorted.length - shown);
+    const earlier = from > 0
+      ? h('li', { class: 'earlier' }, h('button', {
+        class: 'link', id: 'show-earlier',
+        onclick: () => {
+          const keep = this.msgsEl.scrollHeight - this.msgsEl.scrollTop;
+          this.shownMessages = shown + MESSAGE_WINDOW;
+          this.renderMessages();
+          this.msgsEl.scrollTop = this.msgsEl.scrollHeight - keep;
+        },
+      }, t('dialog.earlier', from)))
+      : null;
+    replace(this.msgsEl, earlier, sorted.slice(from).map((m) => this.messageEl(m)));
     this.msgsEl.scrollTop = this.msgsEl.scrollHeight;
     this.renderOutbox();
   }
@@ -513,10 +675,12 @@ export class Workspace {
       return;
     }
     const stick = this.msgsEl.scrollHeight - this.msgsEl.scrollTop - this.msgsEl.clientHeight < 80;
-    // Keep id order: an event can arrive after a later message was rendered.
+    // Keep id order: an event can arrive after a later message was rendered. New messages
+    // are nearly always the last, so look from the end.
     let before = null;
-    for (const li of this.msgsEl.children) {
-      if (Number(li.dataset.id) > m.id) { before = li; break; }
+    for (let li = this.msgsEl.lastElementChild; li && li.dataset.id; li = li.previousElementSibling) {
+      if (Number(li.dataset.id) > m.id) before = li;
+      else break;
     }
     this.msgsEl.insertBefore(el, before);
     if (stick) this.msgsEl.scrollTop = this.msgsEl.scrollHeight;
@@ -551,6 +715,7 @@ export class Workspace {
   }
 
   tick() {
+    if (this.supervisor) this.supervisor.tick();
     for (const el of this.listEl.querySelectorAll('.wait[data-since]')) {
       el.textContent = elapsed(el.dataset.since);
       el.className = `wait ${waitClass(el.dataset.since)}`;

@@ -43,7 +43,9 @@ static ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("i18n.js", JS),
     asset!("live.js", JS),
+    asset!("notify.js", JS),
     asset!("party.js", JS),
+    asset!("supervisor.js", JS),
     asset!("widget.js", JS),
     asset!("workspace.js", JS),
 ];

@@ -360,3 +360,104 @@ async fn a_note_and_a_task_appear_in_the_feed_at_once_for_both_operators() {
     assert_no_errors(&a, &[401]);
     assert_no_errors(&b, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_moves_the_dialog_and_the_supervisor_sees_load_and_queues_live() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let Some(second) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    let boris = app.user("boris", Role::Operator, Some(sales)).await;
+    app.user("sam", Role::Supervisor, Some(sales)).await;
+
+    let a = browser.new_page().await;
+    a.goto(&app.base).await;
+    a.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&a, &app.base, "anna").await;
+
+    let s = second.new_page().await;
+    s.goto(&app.base).await;
+    s.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&s, &app.base, "sam").await;
+    s.click("#view-toggle").await;
+    s.wait_for(
+        &format!(
+            "document.querySelector('#sup-operators tr[data-user=\"{}\"]')?.dataset.status === 'online'",
+            anna.id
+        ),
+        WAIT,
+    )
+    .await;
+
+    // An inquiry goes to Anna: the supervisor sees her load and the unanswered inquiry.
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 000-00-11", "Where is my order?"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    assert_eq!(out["dialog"]["assignee_id"], anna.id, "{out}");
+    s.wait_for(
+        &format!(
+            "document.querySelector('#sup-operators tr[data-user=\"{}\"] td.num')?.textContent === '1 / 5'",
+            anna.id
+        ),
+        WAIT,
+    )
+    .await;
+    s.wait_for(
+        &format!(
+            "document.querySelector('#sup-queues tr[data-department=\"{sales}\"] td:nth-child(3)')?.textContent === '1'"
+        ),
+        WAIT,
+    )
+    .await;
+    s.screenshot(&screenshot_path("supervisor")).await;
+
+    // Anna transfers it to Boris: it leaves her list, and the record says why.
+    a.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    a.click("#transfer").await;
+    a.eval(&format!(
+        "document.querySelector('#transfer-to').value = 'user:{}'",
+        boris.id
+    ))
+    .await;
+    a.click("#transfer-go").await;
+    a.wait_for(
+        &format!("!document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    a.wait_for(
+        "document.querySelector('.dialog-head .assignee')?.textContent === 'Assigned: boris'",
+        WAIT,
+    )
+    .await;
+    let (status, d) = app
+        .get(Some(&app.admin), &format!("/api/v1/dialogs/{dialog}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["assignee_id"], boris.id, "{d}");
+    assert_eq!(d["assign_reason"], "transfer", "{d}");
+    s.wait_for(
+        &format!(
+            "document.querySelector('#sup-operators tr[data-user=\"{}\"] td.num')?.textContent === '0 / 5'",
+            anna.id
+        ),
+        WAIT,
+    )
+    .await;
+    assert_no_errors(&a, &[401]);
+    assert_no_errors(&s, &[401]);
+}

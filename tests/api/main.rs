@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod concurrency;
 mod connector_host;
+mod console_restart;
 mod console_ui;
 mod console_widget;
 mod custom_fields;
