@@ -5,6 +5,7 @@
 import { all, api } from './api.js';
 import { h, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
+import { InterestCard, money } from './interest.js';
 
 const KINDS = ['note', 'task', 'message', 'email', 'call', 'meeting', 'interest'];
 const REFRESH_DEBOUNCE_MS = 120;
@@ -14,12 +15,15 @@ export class PartyPanel {
    * `party`: `{ type: 'client' | 'lead', id }`. The panel follows the party's topic on
    * `live` from the moment it reads the Feed, so nothing written in between is missed.
    */
-  constructor(el, live, party, { onError }) {
+  constructor(el, live, party, { onError, userName }) {
     this.el = el;
     this.live = live;
     this.party = party;
     this.topic = `${party.type}:${party.id}`;
     this.onError = onError;
+    this.userName = userName || ((id) => `#${id}`);
+    this.interests = [];
+    this.card = null;
     this.kind = '';
     this.record = null;
     this.feed = [];
@@ -41,12 +45,14 @@ export class PartyPanel {
     this.live.addEventListener('state', this.stateListener);
     this.render();
     const pos = this.live.position;
-    await Promise.all([this.loadRecord(), this.loadFeed()]);
+    await Promise.all([this.loadRecord(), this.loadFeed(), this.loadInterests()]);
     this.live.follow([this.topic], pos);
   }
 
   stop() {
     clearTimeout(this.timer);
+    if (this.card) this.card.stop();
+    this.card = null;
     this.live.removeEventListener('event', this.listener);
     this.live.removeEventListener('state', this.stateListener);
     this.live.unfollow(this.topic);
@@ -59,6 +65,31 @@ export class PartyPanel {
       this.onError(e);
     }
     this.renderHead();
+  }
+
+  async loadInterests() {
+    try {
+      this.interests = await all(`/api/v1/interests?${this.party.type}_id=${this.party.id}`, 200);
+    } catch (e) {
+      this.onError(e);
+    }
+    this.renderInterests();
+  }
+
+  /** Shows the Interest card in place of the panel (back returns to the party). */
+  openInterest(id) {
+    if (this.card) this.card.stop();
+    this.card = new InterestCard(this.el, this.live, id, {
+      userName: this.userName,
+      onError: this.onError,
+      onBack: () => {
+        if (this.card) this.card.stop();
+        this.card = null;
+        this.render();
+        this.loadInterests();
+      },
+    });
+    this.card.start();
   }
 
   async loadFeed() {
@@ -79,8 +110,10 @@ export class PartyPanel {
         return;
       }
       this.stale = false;
+      if (this.card) return;
       this.loadFeed();
       this.loadRecord();
+      this.loadInterests();
     }, REFRESH_DEBOUNCE_MS);
   }
 
@@ -95,7 +128,13 @@ export class PartyPanel {
   }
 
   render() {
+    if (this.card) {
+      this.card.el = this.el;
+      this.card.render();
+      return;
+    }
     this.headEl = h('div', { class: 'party-head', id: 'party-head' });
+    this.interestsEl = h('ul', { class: 'interests', id: 'interests' });
     this.actionsEl = h('div', { class: 'party-actions' },
       h('button', { id: 'add-note', onclick: () => this.openForm('note') }, t('party.add_note')),
       h('button', { id: 'add-task', onclick: () => this.openForm('task') }, t('party.add_task')));
@@ -109,9 +148,26 @@ export class PartyPanel {
     });
     this.feedEl = h('ol', { class: 'feed', id: 'feed', 'aria-live': 'polite' });
     replace(this.el, this.headEl, this.actionsEl, this.formEl,
+      h('h3', {}, t('interest.list')), this.interestsEl,
       h('div', { class: 'feed-head' }, h('h3', {}, t('feed.title')), filter), this.feedEl);
     this.renderHead();
+    this.renderInterests();
     this.renderFeed();
+  }
+
+  renderInterests() {
+    if (!this.interestsEl || this.card) return;
+    if (!this.interests.length) {
+      replace(this.interestsEl, h('li', { class: 'empty' }, t('interest.none')));
+      return;
+    }
+    replace(this.interestsEl, this.interests.map((i) => h('li', {},
+      h('button', {
+        type: 'button', class: `interest-row st-${i.status}`, dataset: { id: i.id },
+        onclick: () => this.openInterest(i.id),
+      },
+      h('span', { class: 'title' }, i.title),
+      h('span', { class: 'muted' }, `${t(`interest.status.${i.status}`)} · ${money(i.amount_minor, i.currency)}`)))));
   }
 
   renderHead() {

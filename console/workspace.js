@@ -190,6 +190,7 @@ export class Workspace {
       return;
     }
     this.party = new PartyPanel(this.partyEl, this.live, party, {
+      userName: (id) => this.userName(id),
       // A network error is already told by the connection badge.
       onError: (e) => (e.code === 'network' ? null
         : this.flash(e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message))),
@@ -696,8 +697,34 @@ export class Workspace {
           a.url ? h('a', { href: a.url, target: '_blank', rel: 'noopener noreferrer nofollow' }, a.name || a.url) : (a.name || ''))))
         : null,
       h('div', { class: 'meta' },
+        m.direction === 'inbound' && m.body
+          ? h('button', {
+            type: 'button', class: 'link to-interest', title: t('interest.from_message'),
+            onclick: () => this.interestFrom(m),
+          }, `+ ${t('interest.one')}`)
+          : null,
         h('time', { datetime: m.sent_at }, shortTime(m.sent_at, lang())),
         status ? h('span', { class: `status st-${m.delivery_status}`, title: m.delivery_error || '' }, status) : null));
+  }
+
+  /** One click: an Interest for the dialog's client or lead, titled by the message; the dialog is linked to it. */
+  async interestFrom(m) {
+    const d = this.dialogs.get(m.dialog_id);
+    if (!d || (!d.client_id && !d.lead_id)) {
+      this.flash(t('party.none'));
+      return;
+    }
+    const title = (m.body || '').replace(/\s+/g, ' ').trim().slice(0, 120) || t('interest.one');
+    const input = { title, shared: true, source: d.channel };
+    if (d.client_id) input.client_id = d.client_id;
+    else input.lead_id = d.lead_id;
+    try {
+      const interest = await api('POST', '/api/v1/interests', input);
+      await api('PATCH', `/api/v1/dialogs/${d.id}`, { interest_id: interest.id }).catch(() => {});
+      if (this.party) this.party.openInterest(interest.id);
+    } catch (e) {
+      this.flash(e.status === 403 ? t('error.forbidden') : t('error.generic', e.message));
+    }
   }
 
   renderOutbox() {

@@ -42,6 +42,7 @@ static ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("dom.js", JS),
     asset!("i18n.js", JS),
+    asset!("interest.js", JS),
     asset!("live.js", JS),
     asset!("notify.js", JS),
     asset!("party.js", JS),

@@ -461,3 +461,104 @@ async fn a_transfer_moves_the_dialog_and_the_supervisor_sees_load_and_queues_liv
     assert_no_errors(&a, &[401]);
     assert_no_errors(&s, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interest_is_made_from_a_message_in_one_click_and_moves_along_its_stages() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    let page = browser.new_page().await;
+    page.goto(&app.base).await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&page, &app.base, "anna").await;
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound(
+            "m-1",
+            "t-1",
+            "+7 916 555-00-77",
+            "We need 40 chairs for the office",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    // The new lead's first inquiry opened an Interest (the intake rule).
+    page.wait_for(
+        "document.querySelectorAll('#interests .interest-row').length === 1",
+        WAIT,
+    )
+    .await;
+
+    // One click on the message: an Interest titled by it, shown at its first stage.
+    page.click("#messages li.msg.inbound .to-interest").await;
+    page.wait_for(
+        "document.querySelector('#interest-title')?.textContent === 'We need 40 chairs for the office'",
+        WAIT,
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('#stage-bar li.stage.current')",
+        WAIT,
+    )
+    .await;
+    let stages = page
+        .eval("[...document.querySelectorAll('#stage-bar li.stage')].map(s => s.className.includes('current'))")
+        .await;
+    assert_eq!(
+        stages[0],
+        json!(true),
+        "starts at the first stage: {stages}"
+    );
+    let (status, d) = app
+        .get(Some(&app.admin), &format!("/api/v1/dialogs/{dialog}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let interest = d["interest_id"].as_i64().expect("the dialog is linked");
+    let (_, i) = app
+        .get(Some(&app.admin), &format!("/api/v1/interests/{interest}"))
+        .await;
+    assert_eq!(i["title"], "We need 40 chairs for the office", "{i}");
+
+    // A click on the next stage moves it, live.
+    page.click("#stage-bar li.stage:nth-child(2) button").await;
+    page.wait_for(
+        "document.querySelector('#stage-bar li.stage:nth-child(2)')?.classList.contains('current')",
+        WAIT,
+    )
+    .await;
+    let (_, i) = app
+        .get(Some(&app.admin), &format!("/api/v1/interests/{interest}"))
+        .await;
+    let (_, stages) = app
+        .get(
+            Some(&app.admin),
+            &format!("/api/v1/interests/{interest}/stages"),
+        )
+        .await;
+    assert_eq!(stages.as_array().map(Vec::len), Some(2), "{stages}");
+    assert_eq!(i["stage_id"], stages[1]["to_stage_id"], "{i} {stages}");
+    page.wait_for(
+        "[...document.querySelectorAll('#interest-feed .feed-item')].length >= 1",
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("interest")).await;
+
+    // Back to the client panel: two Interests now.
+    page.click("#interest-back").await;
+    page.wait_for(
+        "document.querySelectorAll('#interests .interest-row').length === 2",
+        WAIT,
+    )
+    .await;
+    assert_no_errors(&page, &[401]);
+}
