@@ -5,6 +5,7 @@
 import { all, api } from './api.js';
 import { elapsed, h, randomId, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
+import { Canned } from './canned.js';
 import { Live } from './live.js';
 import * as notify from './notify.js';
 import { PartyPanel } from './party.js';
@@ -50,6 +51,7 @@ export class Workspace {
     /** 'dialogs' or 'supervisor' */
     this.view = 'dialogs';
     this.supervisor = null;
+    this.canned = new Canned(user);
     this.renderQueued = false;
     this.readTimer = null;
   }
@@ -571,8 +573,13 @@ export class Workspace {
         this.live.raw({ type: 'typing', dialog_id: this.current });
       }
     });
-    const form = h('form', { class: 'reply', id: 'reply' }, text,
+    const manage = h('button', {
+      type: 'button', class: 'link', id: 'canned-open', title: t('canned.manage'),
+      onclick: () => this.toggleCanned(form),
+    }, '/…');
+    const form = h('form', { class: 'reply', id: 'reply' }, manage, text,
       h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, t('reply.send')));
+    this.canned.attach(text, form);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const body = text.value.trim();
@@ -590,6 +597,24 @@ export class Workspace {
     this.renderHeader();
     this.renderMessages();
     text.focus();
+  }
+
+  /** Opens or closes the canned responses manager above the reply box. */
+  toggleCanned(form) {
+    const open = this.mainEl.querySelector('#canned-manager');
+    if (open) {
+      open.remove();
+      return;
+    }
+    const close = () => {
+      const el = this.mainEl.querySelector('#canned-manager');
+      if (el) el.remove();
+      if (this.replyText) this.replyText.focus();
+    };
+    const el = this.canned.manager(close);
+    form.before(el);
+    const first = el.querySelector('#canned-shortcut');
+    if (first) first.focus();
   }
 
   renderHeader() {

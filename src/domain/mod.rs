@@ -3,6 +3,7 @@
 //!
 //! Nothing here does I/O. Storage turns these into rows; HTTP turns them into JSON.
 
+mod canned;
 mod clients;
 mod dialogs;
 mod feed;
@@ -14,6 +15,7 @@ mod topic;
 mod users;
 pub mod validate;
 
+pub use canned::*;
 pub use clients::*;
 pub use dialogs::*;
 pub use feed::*;

@@ -40,6 +40,7 @@ static ASSETS: &[Asset] = &[
     asset!("icon.svg", "image/svg+xml"),
     asset!("app.js", JS),
     asset!("api.js", JS),
+    asset!("canned.js", JS),
     asset!("dom.js", JS),
     asset!("i18n.js", JS),
     asset!("interest.js", JS),

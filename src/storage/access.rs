@@ -122,6 +122,40 @@ pub fn call_visible(actor: &Actor, t: &str) -> String {
     }
 }
 
+/// Canned responses the actor may use, under alias `t`: the global ones, their
+/// department's and their own personal ones. An API key (or the system) belongs to no
+/// department and owns none: it uses the global ones and every department's.
+pub fn canned_usable(actor: &Actor, t: &str) -> String {
+    match actor {
+        Actor::System | Actor::ApiKey { .. } => format!("({t}.scope <> 'personal')"),
+        Actor::User {
+            id, department_id, ..
+        } => {
+            let dept = match department_id {
+                Some(d) => format!(" OR ({t}.scope = 'department' AND {t}.department_id = {d})"),
+                None => String::new(),
+            };
+            format!(
+                "({t}.scope = 'global'{dept} OR ({t}.scope = 'personal' AND {t}.user_id = {id}))"
+            )
+        }
+    }
+}
+
+/// Canned responses that exist for the actor (to change or delete; others are not found):
+/// those they may use and, for admins, every department's. A personal one exists only for
+/// its owner.
+pub fn canned_visible(actor: &Actor, t: &str) -> String {
+    match actor {
+        Actor::User {
+            id,
+            role: Role::Admin,
+            ..
+        } => format!("({t}.scope <> 'personal' OR {t}.user_id = {id})"),
+        _ => canned_usable(actor, t),
+    }
+}
+
 /// Whether the actor may make `user` responsible for a record: admins and API keys anyone,
 /// supervisors users of their department, others only themselves.
 pub fn may_assign(actor: &Actor, user: Id, user_department: Option<Id>) -> bool {
@@ -190,5 +224,44 @@ mod tests {
         assert!(!may_assign(&sup, 9, Some(8)));
         assert!(!may_assign(&mgr, 9, Some(7)));
         assert!(may_assign(&mgr, 3, Some(7)));
+    }
+
+    #[test]
+    fn canned_responses_follow_their_owner() {
+        let admin = Actor::User {
+            id: 1,
+            role: Role::Admin,
+            department_id: Some(7),
+        };
+        let op = Actor::User {
+            id: 3,
+            role: Role::Operator,
+            department_id: Some(7),
+        };
+        let loner = Actor::User {
+            id: 4,
+            role: Role::Supervisor,
+            department_id: None,
+        };
+        let key = Actor::ApiKey {
+            id: 1,
+            scopes: vec![],
+        };
+        assert_eq!(
+            canned_usable(&op, "t"),
+            "(t.scope = 'global' OR (t.scope = 'department' AND t.department_id = 7) \
+             OR (t.scope = 'personal' AND t.user_id = 3))"
+        );
+        assert_eq!(
+            canned_usable(&loner, "t"),
+            "(t.scope = 'global' OR (t.scope = 'personal' AND t.user_id = 4))"
+        );
+        assert_eq!(canned_visible(&op, "t"), canned_usable(&op, "t"));
+        assert_eq!(
+            canned_visible(&admin, "t"),
+            "(t.scope <> 'personal' OR t.user_id = 1)"
+        );
+        assert_eq!(canned_usable(&key, "t"), "(t.scope <> 'personal')");
+        assert_eq!(canned_visible(&key, "t"), "(t.scope <> 'personal')");
     }
 }

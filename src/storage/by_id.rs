@@ -137,6 +137,19 @@ pub(crate) const DIALOG: ById<Dialog> = ById {
     decode: rows::dialog,
 };
 
+pub(crate) const CANNED_RESPONSE: ById<CannedResponse> = ById {
+    entity: "canned response",
+    alias: "cr",
+    sql: |a| {
+        format!(
+            "SELECT {} FROM canned_responses cr WHERE cr.id = $1 AND {}",
+            rows::CANNED_COLS,
+            access::canned_visible(a, "cr")
+        )
+    },
+    decode: rows::canned_response,
+};
+
 pub(crate) const CALL: ById<Call> = ById {
     entity: "call",
     alias: "k",

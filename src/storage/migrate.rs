@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_realtime.sql"),
         postgres: include_str!("../../migrations/postgres/0002_realtime.sql"),
     },
+    Migration {
+        version: 3,
+        name: "canned_responses",
+        sqlite: include_str!("../../migrations/sqlite/0003_canned_responses.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_canned_responses.sql"),
+    },
 ];
 
 /// Applies the pending migrations.

@@ -16,6 +16,7 @@
 
 pub mod access;
 mod by_id;
+mod canned;
 mod changes;
 mod clients;
 mod cursor;
@@ -305,6 +306,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: Id,
         patch: &CustomFieldPatch,
     ) -> StoreResult<CustomField>;
+
+    // -- canned responses
+    /// The canned responses the actor may use (global, their department's, their own),
+    /// by shortcut, then personal before department before global, then id; with `q`, those
+    /// whose shortcut starts with it or whose title contains it, ignoring case.
+    async fn list_canned_responses(
+        &self,
+        actor: &Actor,
+        q: Option<&str>,
+    ) -> StoreResult<Vec<CannedResponse>>;
+    /// New canned response: personal (the actor's own), a department's (admins, its
+    /// supervisors) or global (admins).
+    async fn create_canned_response(
+        &self,
+        actor: &Actor,
+        input: &NewCannedResponse,
+    ) -> StoreResult<CannedResponse>;
+    /// Change a canned response (whoever may create it).
+    async fn update_canned_response(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &CannedResponsePatch,
+    ) -> StoreResult<CannedResponse>;
+    /// Delete a canned response (whoever may create it).
+    async fn delete_canned_response(&self, actor: &Actor, id: Id) -> StoreResult<()>;
 
     // -- clients, contacts, identities, leads
     /// New client with its identities, in one transaction.
@@ -975,6 +1002,35 @@ impl Store for SqlStore {
         patch: &CustomFieldPatch,
     ) -> StoreResult<CustomField> {
         self.update_custom_field_impl(actor, id, patch).await
+    }
+
+    async fn list_canned_responses(
+        &self,
+        actor: &Actor,
+        q: Option<&str>,
+    ) -> StoreResult<Vec<CannedResponse>> {
+        self.list_canned_responses_impl(actor, q).await
+    }
+
+    async fn create_canned_response(
+        &self,
+        actor: &Actor,
+        input: &NewCannedResponse,
+    ) -> StoreResult<CannedResponse> {
+        self.create_canned_response_impl(actor, input).await
+    }
+
+    async fn update_canned_response(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &CannedResponsePatch,
+    ) -> StoreResult<CannedResponse> {
+        self.update_canned_response_impl(actor, id, patch).await
+    }
+
+    async fn delete_canned_response(&self, actor: &Actor, id: Id) -> StoreResult<()> {
+        self.delete_canned_response_impl(actor, id).await
     }
 
     async fn create_client(&self, actor: &Actor, input: &NewClient) -> StoreResult<ClientCard> {

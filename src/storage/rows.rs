@@ -115,6 +115,24 @@ pub(crate) fn custom_field(r: &AnyRow) -> StoreResult<CustomField> {
     })
 }
 
+pub(crate) const CANNED_COLS: &str =
+    "cr.id, cr.scope, cr.department_id, cr.user_id, cr.shortcut, cr.title, cr.body, \
+     cr.created_at, cr.updated_at";
+
+pub(crate) fn canned_response(r: &AnyRow) -> StoreResult<CannedResponse> {
+    Ok(CannedResponse {
+        id: id(r, "id")?,
+        scope: parsed(r, "scope", CannedScope::parse)?,
+        department_id: opt_id(r, "department_id")?,
+        user_id: opt_id(r, "user_id")?,
+        shortcut: text(r, "shortcut")?,
+        title: text(r, "title")?,
+        body: text(r, "body")?,
+        created_at: ts(r, "created_at")?,
+        updated_at: ts(r, "updated_at")?,
+    })
+}
+
 pub(crate) const CLIENT_COLS: &str = "c.id, c.kind, c.name, c.name_norm, c.notes, c.custom_fields, \
      c.responsible_id, c.department_id, c.shared, c.converted_from_lead_id, c.created_at, c.updated_at";
 

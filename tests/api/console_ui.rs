@@ -562,3 +562,115 @@ async fn an_interest_is_made_from_a_message_in_one_click_and_moves_along_its_sta
     .await;
     assert_no_errors(&page, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canned_responses_are_inserted_by_their_shortcut_and_added_from_the_console() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let rx = receiver().await;
+    let app = spawn_app_with(with_api_channel("Sales", Some(rx.url.clone()))).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    let (status, body) = app
+        .post(
+            Some(&app.admin),
+            "/api/v1/canned-responses",
+            &json!({"scope": "department", "department_id": sales, "shortcut": "price",
+                    "title": "Price list", "body": "Our prices: https://example.com/price"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            Some(&anna),
+            "/api/v1/canned-responses",
+            &json!({"scope": "personal", "shortcut": "hello", "title": "Greeting",
+                    "body": "Здравствуйте! Чем могу помочь?"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let page = browser.new_page().await;
+    page.goto(&app.base).await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&page, &app.base, "anna").await;
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 555-00-88", "How much is it?"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for(
+        "document.querySelectorAll('#messages li.msg').length === 1",
+        WAIT,
+    )
+    .await;
+
+    // "/pr" offers the department's price list; Enter inserts it (it does not send).
+    page.fill("#reply-text", "/pr").await;
+    page.wait_for(
+        "!document.querySelector('#canned-list').hidden && document.querySelector('#canned-list .canned-item.chosen')?.dataset.shortcut === 'price'",
+        WAIT,
+    )
+    .await;
+    page.press("Enter").await;
+    assert_eq!(
+        page.eval("document.querySelector('#reply-text').value")
+            .await,
+        json!("Our prices: https://example.com/price")
+    );
+    assert_eq!(page.count("#messages li.msg").await, 1, "nothing sent yet");
+    // The second Enter sends it, through the channel.
+    page.press("Enter").await;
+    page.wait_for(
+        "[...document.querySelectorAll('#messages li.msg.outbound .body')].some(e => e.textContent === 'Our prices: https://example.com/price')",
+        WAIT,
+    )
+    .await;
+
+    // A personal one by its title, in the middle of a text; Escape closes the list.
+    page.fill("#reply-text", "Hi! /gree").await;
+    page.wait_for(
+        "document.querySelector('#canned-list .canned-item.chosen')?.dataset.shortcut === 'hello'",
+        WAIT,
+    )
+    .await;
+    page.press("Tab").await;
+    assert_eq!(
+        page.eval("document.querySelector('#reply-text').value")
+            .await,
+        json!("Hi! Здравствуйте! Чем могу помочь?")
+    );
+    page.fill("#reply-text", "/zzz").await;
+    page.wait_for("document.querySelector('#canned-list').hidden", WAIT)
+        .await;
+
+    // A new personal one from the console, used at once.
+    page.click("#canned-open").await;
+    page.fill("#canned-shortcut", "bye").await;
+    page.fill("#canned-title", "Goodbye").await;
+    page.fill("#canned-body", "Thank you, have a nice day!")
+        .await;
+    page.click("#canned-save").await;
+    page.wait_for(
+        "[...document.querySelectorAll('#canned-manager li')].some(e => e.textContent.includes('/bye'))",
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("canned")).await;
+    page.press("Escape").await;
+    page.fill("#reply-text", "/by").await;
+    page.wait_for(
+        "document.querySelector('#canned-list .canned-item.chosen')?.dataset.shortcut === 'bye'",
+        WAIT,
+    )
+    .await;
+    assert_no_errors(&page, &[401]);
+}

@@ -7,6 +7,7 @@ mod acl_leaks;
 mod auth_flow;
 mod bad_input;
 mod browser;
+mod canned_responses;
 mod concurrency;
 mod connector_host;
 mod console_restart;

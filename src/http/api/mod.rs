@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod canned;
 pub mod clients;
 pub mod dialogs;
 pub mod interests;
@@ -29,6 +30,7 @@ use super::AppState;
         (name = "interactions", description = "calls, meetings, emails, notes, tasks"),
         (name = "dialogs", description = "conversations and messages"),
         (name = "calls", description = "phone calls"),
+        (name = "canned responses", description = "ready answers for replies: personal, per department, global"),
     )
 )]
 struct ApiDoc;
@@ -123,4 +125,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dialogs::update_delivery))
         .routes(routes!(dialogs::list_calls, dialogs::record_call))
         .routes(routes!(dialogs::get_call, dialogs::update_call))
+        .routes(routes!(
+            canned::list_canned_responses,
+            canned::create_canned_response
+        ))
+        .routes(routes!(
+            canned::update_canned_response,
+            canned::delete_canned_response
+        ))
 }

@@ -190,7 +190,14 @@ fn access(actor: &Actor, topic: Topic, e: &Event) -> Access {
             Some(o) if !visible(o) => Access::Filtered,
             _ => Access::Yes,
         },
-        TopicKind::User => Access::Yes,
+        // A personal canned response is its owner's alone, also for the supervisors and
+        // admins who follow that user's work (as over REST, where it is not found for them).
+        TopicKind::User => match &e.owner {
+            Some(o) if &*e.entity == "canned_response" && o.user_id != actor.user_id() => {
+                Access::Filtered
+            }
+            _ => Access::Yes,
+        },
     }
 }
 
@@ -247,6 +254,53 @@ mod tests {
                 .deliver
         );
         assert!(s.live(&OP, &ev(21, vec![Topic::dialog(7)])).deliver);
+    }
+
+    #[test]
+    fn personal_canned_responses_reach_only_their_owner() {
+        let personal = |seq: i64, owner: i64| {
+            Arc::new(Event::from_entry(&ChangeEntry {
+                seq,
+                at: Timestamp(0),
+                actor_user_id: Some(owner),
+                actor_api_key_id: None,
+                entity: "canned_response".into(),
+                entity_id: seq,
+                op: "create".into(),
+                data: serde_json::json!({}),
+                client_id: None,
+                lead_id: None,
+                interest_id: None,
+                dialog_id: None,
+                department_id: None,
+                topics: vec![Topic::user(owner)],
+                owner_id: Some(owner),
+                shared: Some(false),
+            }))
+        };
+        let sup = Actor::User {
+            id: 9,
+            role: Role::Supervisor,
+            department_id: Some(1),
+        };
+        let admin = Actor::User {
+            id: 1,
+            role: Role::Admin,
+            department_id: None,
+        };
+        let mut s = Subs::default();
+        s.insert(Sub {
+            topic: Topic::user(3),
+            since: 0,
+            until: 0,
+        });
+        assert!(s.live(&OP, &personal(1, 3)).deliver);
+        assert!(!s.live(&sup, &personal(2, 3)).deliver);
+        assert!(!s.live(&admin, &personal(3, 3)).deliver);
+        // Other events on the user's topic still reach whoever follows it.
+        assert!(s.live(&sup, &ev(4, vec![Topic::user(3)])).deliver);
+        let (out, _) = s.merge(&sup, &[Topic::user(3)], vec![personal(5, 3)], vec![]);
+        assert!(out.is_empty());
     }
 
     #[test]
