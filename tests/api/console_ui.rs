@@ -173,6 +173,9 @@ async fn an_inquiry_appears_live_and_the_reply_goes_out_through_its_channel() {
         page.text("#messages li.msg:last-child .body").await,
         "Спасибо!"
     );
+    // Seen in the open dialog: read, so no unread badge.
+    page.wait_for("!document.querySelector('.dialog-item .unread')", WAIT)
+        .await;
 
     // The dialog's Feed has both directions.
     let (status, messages) = app
