@@ -13,8 +13,6 @@ import { SupervisorView } from './supervisor.js';
 
 /** Seconds a customer should wait at most for an answer; the waiting time is coloured against it. */
 const REACTION_TARGET_SECS = 120;
-/** Messages kept in memory for one dialog (older ones stay in the store). */
-const MAX_MESSAGES = 20000;
 /** Messages rendered at first; "show earlier" adds as many again. */
 const MESSAGE_WINDOW = 200;
 /** Height of a row of the dialog list (px; fixed, for the windowed list: see app.css). */
@@ -40,6 +38,8 @@ export class Workspace {
     this.current = null;
     /** dialog id → Map(message id → message) */
     this.messages = new Map();
+    /** dialog id → cursor of its next older page (null: none left) */
+    this.older = new Map();
     /** client_msg_id → {dialog_id, text, message_id?} not yet confirmed by an event */
     this.outbox = new Map();
     this.typingUntil = 0;
@@ -263,13 +263,15 @@ export class Workspace {
   async loadMessages(id) {
     const pos = this.live.position;
     try {
-      const items = await all(`/api/v1/dialogs/${id}/messages`, 10000);
+      // Only the newest page; older ones come with "show earlier".
+      const page = await api('GET', `/api/v1/dialogs/${id}/messages?order=desc&limit=${MESSAGE_WINDOW}`);
       const map = new Map();
-      for (const m of items.slice(-MAX_MESSAGES)) map.set(m.id, m);
+      for (const m of (page.items || []).reverse()) map.set(m.id, m);
       const old = this.messages.get(id);
       if (old) for (const [k, v] of old) if (!map.has(k)) map.set(k, v);
       this.messages.set(id, map);
-      const last = items[items.length - 1];
+      this.older.set(id, page.next_cursor || null);
+      const last = page.items && page.items[page.items.length - 1];
       if (last && last.body) this.previews.set(id, last.body);
     } catch (e) {
       const text = e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message);
@@ -676,20 +678,50 @@ export class Workspace {
     const sorted = [...list.values()].sort((a, b) => a.id - b.id);
     const shown = this.shownMessages || MESSAGE_WINDOW;
     const from = Math.max(0, sorted.length - shown);
-    const earlier = from > 0
-      ? h('li', { class: 'earlier' }, h('button', {
-        class: 'link', id: 'show-earlier',
-        onclick: () => {
-          const keep = this.msgsEl.scrollHeight - this.msgsEl.scrollTop;
-          this.shownMessages = shown + MESSAGE_WINDOW;
-          this.renderMessages();
-          this.msgsEl.scrollTop = this.msgsEl.scrollHeight - keep;
-        },
-      }, t('dialog.earlier', from)))
-      : null;
-    replace(this.msgsEl, earlier, sorted.slice(from).map((m) => this.messageEl(m)));
+    replace(this.msgsEl, this.earlierEl(from), sorted.slice(from).map((m) => this.messageEl(m)));
     this.msgsEl.scrollTop = this.msgsEl.scrollHeight;
     this.renderOutbox();
+  }
+
+  /** The "show earlier" row: more from memory, else the next older page from the hub. */
+  earlierEl(hidden) {
+    const id = this.current;
+    if (hidden === 0 && !this.older.get(id)) return null;
+    return h('li', { class: 'earlier' }, h('button', {
+      class: 'link', id: 'show-earlier', onclick: () => this.showEarlier(id),
+    }, hidden > 0 ? t('dialog.earlier', hidden) : t('dialog.earlier_more')));
+  }
+
+  /** Adds up to a window of earlier messages above, keeping what is on screen in place. */
+  async showEarlier(id) {
+    const list = this.messages.get(id);
+    if (!list || this.current !== id) return;
+    let sorted = [...list.values()].sort((a, b) => a.id - b.id);
+    let from = Math.max(0, sorted.length - (this.shownMessages || MESSAGE_WINDOW));
+    if (from === 0 && this.older.get(id)) {
+      try {
+        const page = await api('GET', `/api/v1/dialogs/${id}/messages?order=desc&limit=${MESSAGE_WINDOW}&cursor=${encodeURIComponent(this.older.get(id))}`);
+        for (const m of page.items || []) list.set(m.id, m);
+        this.older.set(id, page.next_cursor || null);
+      } catch (e) {
+        this.flash(t('error.generic', e.message));
+        return;
+      }
+      if (this.current !== id) return;
+      sorted = [...list.values()].sort((a, b) => a.id - b.id);
+      from = Math.max(0, sorted.length - (this.shownMessages || MESSAGE_WINDOW));
+    }
+    const next = Math.max(0, from - MESSAGE_WINDOW);
+    this.shownMessages = sorted.length - next;
+    const keep = this.msgsEl.scrollHeight - this.msgsEl.scrollTop;
+    const old = this.msgsEl.querySelector('li.earlier');
+    const rows = sorted.slice(next, from).map((m) => this.messageEl(m));
+    const first = this.msgsEl.querySelector('li.msg');
+    for (const r of rows) this.msgsEl.insertBefore(r, first);
+    if (old) old.remove();
+    const earlier = this.earlierEl(next);
+    if (earlier) this.msgsEl.prepend(earlier);
+    this.msgsEl.scrollTop = this.msgsEl.scrollHeight - keep;
   }
 
   renderMessage(m) {

@@ -542,6 +542,7 @@ impl SqlStore {
         dialog_id: Id,
         limit: i64,
         cursor: Option<Cursor>,
+        newest_first: bool,
     ) -> StoreResult<Page<Message>> {
         self.get_dialog_impl(actor, dialog_id).await?;
         let limit = page_limit(limit);
@@ -549,8 +550,13 @@ impl SqlStore {
             Some(c) => Some(c.int_key()?),
             None => None,
         };
+        let (cmp, order) = if newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
         let sql = format!(
-            "SELECT {} FROM messages m WHERE m.dialog_id = $1 AND ($2 IS NULL OR m.id > $2) ORDER BY m.id LIMIT $3",
+            "SELECT {} FROM messages m WHERE m.dialog_id = $1 AND ($2 IS NULL OR m.id {cmp} $2) ORDER BY m.id {order} LIMIT $3",
             rows::MESSAGE_COLS
         );
         let rs = sqlx::query(&sql)

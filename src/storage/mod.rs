@@ -484,6 +484,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
         cursor: Option<Cursor>,
     ) -> StoreResult<Page<Message>>;
+    /// Messages of a dialog, newest first (a console opening a long dialog reads only its
+    /// end). A cursor of one order means nothing in the other.
+    async fn list_messages_newest(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        limit: i64,
+        cursor: Option<Cursor>,
+    ) -> StoreResult<Page<Message>>;
     /// Record a delivery status (never moves backwards).
     async fn update_delivery(
         &self,
@@ -1243,7 +1252,18 @@ impl Store for SqlStore {
         limit: i64,
         cursor: Option<Cursor>,
     ) -> StoreResult<Page<Message>> {
-        self.list_messages_impl(actor, dialog_id, limit, cursor)
+        self.list_messages_impl(actor, dialog_id, limit, cursor, false)
+            .await
+    }
+
+    async fn list_messages_newest(
+        &self,
+        actor: &Actor,
+        dialog_id: Id,
+        limit: i64,
+        cursor: Option<Cursor>,
+    ) -> StoreResult<Page<Message>> {
+        self.list_messages_impl(actor, dialog_id, limit, cursor, true)
             .await
     }
 

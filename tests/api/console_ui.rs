@@ -677,3 +677,67 @@ async fn canned_responses_are_inserted_by_their_shortcut_and_added_from_the_cons
     .await;
     assert_no_errors(&page, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_dialog_opens_at_its_end_and_earlier_messages_come_on_demand() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    let page = browser.new_page().await;
+    page.goto(&app.base).await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&page, &app.base, "anna").await;
+    // 450 messages in one thread.
+    for chunk in 0..3 {
+        let events: Vec<_> = (1..=150)
+            .map(|i| {
+                let n = chunk * 150 + i;
+                inbound(
+                    &format!("m-{n}"),
+                    "t-1",
+                    "+7 916 000-11-22",
+                    &format!("line {n}"),
+                )
+            })
+            .collect();
+        let (status, out) = app
+            .post(
+                Some(&key),
+                "/api/v1/connectors/site/events/batch",
+                &json!({ "events": events }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+    page.wait_for("document.querySelector('.dialog-item')", WAIT)
+        .await;
+    page.click(".dialog-item").await;
+    page.wait_for(
+        "document.querySelectorAll('#messages li.msg').length === 200",
+        WAIT,
+    )
+    .await;
+    let shown = |n: usize| format!("document.querySelectorAll('#messages li.msg').length === {n}");
+    assert_eq!(
+        page.text("#messages li.msg:last-child .body").await,
+        "line 450"
+    );
+    assert_eq!(page.text("#messages li.msg .body").await, "line 251");
+    // Earlier pages from the hub, in order, each once.
+    page.click("#show-earlier").await;
+    page.wait_for(&shown(400), WAIT).await;
+    page.click("#show-earlier").await;
+    page.wait_for(&shown(450), WAIT).await;
+    assert_eq!(page.count("#show-earlier").await, 0, "nothing older left");
+    let texts = page
+        .eval("[...document.querySelectorAll('#messages li.msg .body')].map(e => e.textContent)")
+        .await;
+    let want: Vec<String> = (1..=450).map(|n| format!("line {n}")).collect();
+    assert_eq!(texts, json!(want));
+    assert_no_errors(&page, &[401]);
+}

@@ -97,20 +97,32 @@ pub async fn update_dialog(
 pub struct MessageParams {
     /// Page size (default 50, at most 200).
     pub limit: Option<i64>,
-    /// Cursor from the previous page.
+    /// Cursor from the previous page (of the same order).
     pub cursor: Option<String>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<MessageOrder>,
+}
+
+/// The order of a message page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageOrder {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
 }
 
 /// A page of messages.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct MessagePage {
-    /// Messages, oldest first.
+    /// Messages, oldest first (newest first with `order=desc`).
     pub items: Vec<Message>,
     /// Cursor of the next page.
     pub next_cursor: Option<String>,
 }
 
-/// Messages of a dialog, oldest first.
+/// Messages of a dialog, oldest first, or newest first with `order=desc`.
 #[utoipa::path(get, path = "/api/v1/dialogs/{id}/messages", tag = "dialogs", params(("id" = i64, Path), MessageParams),
     responses((status = 200, body = MessagePage), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_messages(
@@ -120,15 +132,14 @@ pub async fn list_messages(
     ApiQuery(p): ApiQuery<MessageParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
     a.require(Scope::DialogsRead)?;
-    let page = s
-        .store
-        .list_messages(
-            &a.actor,
-            id,
-            p.limit.unwrap_or(50),
-            cursor(p.cursor.as_deref())?,
-        )
-        .await?;
+    let (limit, after) = (p.limit.unwrap_or(50), cursor(p.cursor.as_deref())?);
+    let page = if p.order == Some(MessageOrder::Desc) {
+        s.store
+            .list_messages_newest(&a.actor, id, limit, after)
+            .await?
+    } else {
+        s.store.list_messages(&a.actor, id, limit, after).await?
+    };
     Ok(Json(MessagePage {
         items: page.items,
         next_cursor: page.next_cursor,
