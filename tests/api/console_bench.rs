@@ -870,13 +870,16 @@ async fn big_dialog(browser: &Browser, report: &mut Report) -> Value {
         ));
     }
     if let (Some(open_ms), Some(fetched_ms)) = (open_ms, fetched_ms) {
-        report.finding(format!(
-            "10k messages: click -> newest painted {open_ms:.0} ms, of which {fetched_ms:.0} ms \
-             fetching {} pages one after the other ({} bytes) though {} are shown: \
-             workspace.js loadMessages() reads the whole history (all(..., 10000), 200 a page) \
-             before rendering anything",
-            open["messages_requests"], open["messages_bytes"], open_li
-        ));
+        // Opening reads the newest page only (`order=desc`); more requests mean the console
+        // went back to reading the whole history first.
+        if open["messages_requests"].as_i64().unwrap_or(0) > 1 {
+            report.finding(format!(
+                "10k messages: click -> newest painted {open_ms:.0} ms, of which {fetched_ms:.0} ms \
+                 fetching {} pages one after the other ({} bytes) though {} are shown: \
+                 workspace.js loadMessages() should read only the newest page",
+                open["messages_requests"], open["messages_bytes"], open_li
+            ));
+        }
     }
     if clicks.iter().any(|&c| c > 50.0) {
         report.finding(format!(
