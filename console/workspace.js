@@ -119,7 +119,7 @@ export class Workspace {
   async loadDialogs() {
     try {
       const items = await all('/api/v1/dialogs?status=open');
-      for (const d of items) this.dialogs.set(d.id, d);
+      for (const d of items) this.dialogs.set(d.id, { ...d, snapshotAt: Date.parse(d.updated_at) });
     } catch (e) {
       this.flash(t('error.generic', e.message));
     }
@@ -202,7 +202,10 @@ export class Workspace {
 
   onMessage(m) {
     const d = this.dialogs.get(m.dialog_id);
-    if (d) {
+    // A message the dialog's snapshot already counted (the resume replays from just before
+    // the snapshot was read) changes nothing there.
+    const counted = d && d.snapshotAt && Date.parse(m.created_at) <= d.snapshotAt;
+    if (d && !counted) {
       if (!d.last_message_at || m.sent_at > d.last_message_at) d.last_message_at = m.sent_at;
       if (m.direction === 'inbound') {
         d.unread = (d.unread || 0) + 1;
@@ -227,7 +230,7 @@ export class Workspace {
   async fetchDialog(id) {
     try {
       const d = await api('GET', `/api/v1/dialogs/${id}`);
-      this.upsertDialog(d);
+      this.upsertDialog({ ...d, snapshotAt: Date.parse(d.updated_at) });
     } catch (_) { /* not ours to see */ }
   }
 
@@ -363,6 +366,8 @@ export class Workspace {
     this.topEl = h('header', { class: 'top' });
     this.tabsEl = h('nav', { class: 'tabs', role: 'tablist' });
     this.listEl = h('ul', { class: 'dialog-list', id: 'dialog-list', role: 'listbox', 'aria-label': t('tab.mine') });
+    this.rowEls = new Map();
+    this.spacers = null;
     let scrollQueued = false;
     this.listEl.addEventListener('scroll', () => {
       if (scrollQueued) return;
@@ -472,6 +477,7 @@ export class Workspace {
   renderWindow() {
     const items = this.items || [];
     if (!items.length) {
+      this.rowEls = new Map();
       replace(this.listEl, h('li', { class: 'empty' }, t('list.empty')));
       return;
     }
@@ -481,12 +487,34 @@ export class Workspace {
     const focused = document.activeElement && this.listEl.contains(document.activeElement)
       ? Number(document.activeElement.dataset.id) : null;
     const top = this.listEl.scrollTop;
+    // Rows are kept by dialog and updated in place, never swapped for new elements: a
+    // render between the press and the release of a click (a name arriving, a new
+    // message) must not swallow the click.
+    const old = this.rowEls || new Map();
+    this.rowEls = new Map();
+    const rows = items.slice(first, last).map((d) => {
+      const fresh = this.renderItem(d);
+      const li = old.get(d.id);
+      if (!li) {
+        this.rowEls.set(d.id, fresh);
+        return fresh;
+      }
+      li.className = fresh.className;
+      li.setAttribute('aria-selected', fresh.getAttribute('aria-selected'));
+      li.replaceChildren(...fresh.childNodes);
+      this.rowEls.set(d.id, li);
+      return li;
+    });
     // Heights through the CSSOM: the page's CSP refuses `style` attributes.
-    const above = h('li', { class: 'spacer-row', 'aria-hidden': 'true' });
+    if (!this.spacers) {
+      this.spacers = [h('li', { class: 'spacer-row', 'aria-hidden': 'true' }), h('li', { class: 'spacer-row', 'aria-hidden': 'true' })];
+    }
+    const [above, below] = this.spacers;
     above.style.height = `${first * ROW_PX}px`;
-    const below = h('li', { class: 'spacer-row', 'aria-hidden': 'true' });
     below.style.height = `${(items.length - last) * ROW_PX}px`;
-    replace(this.listEl, above, items.slice(first, last).map((d) => this.renderItem(d)), below);
+    const want = [above, ...rows, below];
+    const same = this.listEl.children.length === want.length && want.every((el, i) => this.listEl.children[i] === el);
+    if (!same) replace(this.listEl, want);
     this.listEl.scrollTop = top;
     if (focused) {
       const el = this.listEl.querySelector(`.dialog-item[data-id="${focused}"]`);

@@ -492,6 +492,12 @@ async fn an_interest_is_made_from_a_message_in_one_click_and_moves_along_its_sta
     .await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    // Counted once, whether it came in the snapshot, the replay or live.
+    page.wait_for(
+        "document.querySelector('.dialog-item .unread')?.textContent === '1'",
+        WAIT,
+    )
+    .await;
     page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
         .await;
     // The new lead's first inquiry opened an Interest (the intake rule).
