@@ -119,7 +119,7 @@ export class Workspace {
   async loadDialogs() {
     try {
       const items = await all('/api/v1/dialogs?status=open');
-      for (const d of items) this.dialogs.set(d.id, { ...d, snapshotAt: Date.parse(d.updated_at) });
+      for (const d of items) this.dialogs.set(d.id, d);
     } catch (e) {
       this.flash(t('error.generic', e.message));
     }
@@ -202,9 +202,10 @@ export class Workspace {
 
   onMessage(m) {
     const d = this.dialogs.get(m.dialog_id);
-    // A message the dialog's snapshot already counted (the resume replays from just before
-    // the snapshot was read) changes nothing there.
-    const counted = d && d.snapshotAt && Date.parse(m.created_at) <= d.snapshotAt;
+    // A message the dialog record already counts changes nothing there: the record of a
+    // new dialog is written in the message's own transaction, and a snapshot read just
+    // before a resume includes what the resume replays.
+    const counted = d && d.updated_at && Date.parse(m.created_at) <= Date.parse(d.updated_at);
     if (d && !counted) {
       if (!d.last_message_at || m.sent_at > d.last_message_at) d.last_message_at = m.sent_at;
       if (m.direction === 'inbound') {
@@ -230,7 +231,7 @@ export class Workspace {
   async fetchDialog(id) {
     try {
       const d = await api('GET', `/api/v1/dialogs/${id}`);
-      this.upsertDialog({ ...d, snapshotAt: Date.parse(d.updated_at) });
+      this.upsertDialog(d);
     } catch (_) { /* not ours to see */ }
   }
 
