@@ -40,6 +40,16 @@ async fn sign_in(page: &Page, base: &str, login: &str) {
     .await;
 }
 
+/// A new tab of `browser` with the console in English, signed in as `login` and live.
+async fn console(browser: &Browser, base: &str, login: &str) -> Page {
+    let page = browser.new_page().await;
+    page.goto(base).await;
+    page.eval("localStorage.setItem('kommutator.lang', 'en')")
+        .await;
+    sign_in(&page, base, login).await;
+    page
+}
+
 /// No script error and no failed request but the expected ones: `expected` statuses (a page
 /// not signed in asks who is and gets 401; a dialog one may not see is 404).
 #[track_caller]
@@ -218,11 +228,7 @@ async fn an_operator_does_not_see_another_departments_dialogs() {
     assert_eq!(status, StatusCode::OK, "{out}");
     let dialog = out["dialog"]["id"].as_i64().expect("dialog");
 
-    let page = browser.new_page().await;
-    page.goto(&app.base).await;
-    page.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&page, &app.base, "sofia").await;
+    let page = console(&browser, &app.base, "sofia").await;
     for tab in ["#tab-mine", "#tab-queue"] {
         page.click(tab).await;
         page.wait_for("document.querySelector('.dialog-list .empty')", WAIT)
@@ -284,11 +290,7 @@ async fn a_note_and_a_task_appear_in_the_feed_at_once_for_both_operators() {
     app.user("boris", Role::Operator, Some(sales)).await;
 
     // Anna is online: the inquiry goes to her, and its lead shows beside the dialog.
-    let a = first.new_page().await;
-    a.goto(&app.base).await;
-    a.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&a, &app.base, "anna").await;
+    let a = console(&first, &app.base, "anna").await;
     let (status, out) = ingest(
         &app,
         &key,
@@ -312,11 +314,7 @@ async fn a_note_and_a_task_appear_in_the_feed_at_once_for_both_operators() {
     assert!(a.text("#party-head").await.contains("+79161234567"));
 
     // Boris, in the same department, watches the same lead (the dialog by its address).
-    let b = second.new_page().await;
-    b.goto(&app.base).await;
-    b.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&b, &app.base, "boris").await;
+    let _signed_in = console(&second, &app.base, "boris").await;
     let b = second.new_page().await;
     b.goto(&format!("{}/#/dialogs/{dialog}", app.base)).await;
     b.wait_for(
@@ -379,17 +377,9 @@ async fn a_transfer_moves_the_dialog_and_the_supervisor_sees_load_and_queues_liv
     let boris = app.user("boris", Role::Operator, Some(sales)).await;
     app.user("sam", Role::Supervisor, Some(sales)).await;
 
-    let a = browser.new_page().await;
-    a.goto(&app.base).await;
-    a.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&a, &app.base, "anna").await;
+    let a = console(&browser, &app.base, "anna").await;
 
-    let s = second.new_page().await;
-    s.goto(&app.base).await;
-    s.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&s, &app.base, "sam").await;
+    let s = console(&second, &app.base, "sam").await;
     s.click("#view-toggle").await;
     s.wait_for(
         &format!(
@@ -474,11 +464,7 @@ async fn an_interest_is_made_from_a_message_in_one_click_and_moves_along_its_sta
     let sales = app.department("Sales").await;
     let key = app.api_key(&[Scope::DialogsWrite]).await;
     app.user("anna", Role::Operator, Some(sales)).await;
-    let page = browser.new_page().await;
-    page.goto(&app.base).await;
-    page.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&page, &app.base, "anna").await;
+    let page = console(&browser, &app.base, "anna").await;
     let (status, out) = ingest(
         &app,
         &key,
@@ -601,11 +587,7 @@ async fn canned_responses_are_inserted_by_their_shortcut_and_added_from_the_cons
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    let page = browser.new_page().await;
-    page.goto(&app.base).await;
-    page.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&page, &app.base, "anna").await;
+    let page = console(&browser, &app.base, "anna").await;
     let (status, out) = ingest(
         &app,
         &key,
@@ -693,11 +675,7 @@ async fn a_long_dialog_opens_at_its_end_and_earlier_messages_come_on_demand() {
     let sales = app.department("Sales").await;
     let key = app.api_key(&[Scope::DialogsWrite]).await;
     app.user("anna", Role::Operator, Some(sales)).await;
-    let page = browser.new_page().await;
-    page.goto(&app.base).await;
-    page.eval("localStorage.setItem('kommutator.lang', 'en')")
-        .await;
-    sign_in(&page, &app.base, "anna").await;
+    let page = console(&browser, &app.base, "anna").await;
     // 450 messages in one thread.
     for chunk in 0..3 {
         let events: Vec<_> = (1..=150)
