@@ -17,7 +17,7 @@ use kommutator::storage::{SqlStore, Store};
 use serde_json::{json, Value};
 
 use crate::browser::{Browser, Page};
-use crate::helpers::PASSWORD;
+use crate::helpers::{free_port, password_hash, screenshot_path, PASSWORD};
 use crate::ws_client::inbound;
 
 /// How long the console may take for one step while the hub is up.
@@ -38,14 +38,6 @@ const FIRST: &str = "the first inquiry";
 const THREAD: &str = "t-restart";
 /// The customer's phone.
 const PHONE: &str = "+7 916 321-00-00";
-
-fn screenshot_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("KOMMUTATOR_SCREENSHOTS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"),
-        PathBuf::from,
-    );
-    dir.join(format!("{name}.png"))
-}
 
 /// A temp dir for the database, the config and the hub's logs; removed on drop.
 struct TempDir(PathBuf);
@@ -133,11 +125,6 @@ impl Drop for Hub {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 fn new_user(login: &str, role: Role, department_id: Option<i64>) -> NewUser {
     NewUser {
         login: login.into(),
@@ -165,16 +152,16 @@ async fn prepare(db: &str) -> String {
         )
         .await
         .expect("department");
-    let hash = kommutator::auth::hash_password(PASSWORD).expect("hash");
+    let hash = password_hash();
     store
-        .create_user(&Actor::System, &new_user("boss", Role::Admin, None), &hash)
+        .create_user(&Actor::System, &new_user("boss", Role::Admin, None), hash)
         .await
         .expect("admin");
     store
         .create_user(
             &Actor::System,
             &new_user("anna", Role::Operator, Some(sales.id)),
-            &hash,
+            hash,
         )
         .await
         .expect("operator");

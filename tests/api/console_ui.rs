@@ -3,7 +3,6 @@
 //! text, and one operator kept out of another department's dialogs. Screenshots of the
 //! screens go to `target/screenshots/` (`KOMMUTATOR_SCREENSHOTS` to put them elsewhere).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kommutator::domain::{Role, Scope};
@@ -16,14 +15,6 @@ use crate::realtime_e2e::receiver;
 use crate::ws_client::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn screenshot_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("KOMMUTATOR_SCREENSHOTS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"),
-        PathBuf::from,
-    );
-    dir.join(format!("{name}.png"))
-}
 
 /// Opens the console and signs in as `login`; waits until the socket is live.
 async fn sign_in(page: &Page, base: &str, login: &str) {

@@ -167,12 +167,7 @@ async fn a_visitor_chats_with_an_operator_and_a_reload_keeps_the_conversation() 
     visitor
         .wait_for(&widget_shows("out", "Yes, we have two in stock."), WAIT)
         .await;
-    visitor
-        .screenshot(
-            &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("target/screenshots/widget.png"),
-        )
-        .await;
+    visitor.screenshot(&screenshot_path("widget")).await;
 
     // A reload keeps the conversation; a reply sent meanwhile arrives too.
     visitor.reload().await;

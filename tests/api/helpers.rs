@@ -16,7 +16,8 @@ use sqlx::Connection;
 /// The password every test user has.
 pub const PASSWORD: &str = "test-password-1234";
 
-fn password_hash() -> &'static str {
+/// The Argon2 hash of [`PASSWORD`], computed once per test binary.
+pub fn password_hash() -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
     H.get_or_init(|| kommutator::auth::hash_password(PASSWORD).expect("hash"))
 }
@@ -349,4 +350,20 @@ pub fn assert_error(
     if let Some(f) = field {
         assert_eq!(got.1["error"]["field"], f, "field; body: {}", got.1);
     }
+}
+
+/// A port free on 127.0.0.1 right now (for a hub process started with a fixed address).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Where a browser test saves the screenshot `name`: `target/screenshots/` in the
+/// repository, or `$KOMMUTATOR_SCREENSHOTS`.
+pub fn screenshot_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("KOMMUTATOR_SCREENSHOTS").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"),
+        std::path::PathBuf::from,
+    );
+    dir.join(format!("{name}.png"))
 }

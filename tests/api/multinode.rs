@@ -41,11 +41,6 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 // The child is waited for in `Node::kill`, also run on drop.
 #[allow(clippy::zombie_processes)]
 async fn start_node(name: &'static str, db: &str, redis: &str, config: &std::path::Path) -> Node {
