@@ -1,9 +1,12 @@
 //! [`ConnectorContext`]: the only link between a running connector and the hub.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ConnectorError, ConnectorId, InboundEvent, OutboundMessage};
+use crate::store::{FileStore, MemoryFiles, MemoryState, StateStore};
+use crate::{ConnectorCommand, ConnectorError, ConnectorId, InboundEvent, OutboundMessage};
 
 /// What the hub gives a connector instance to run with: its id, a bounded sender of
 /// [`InboundEvent`]s, a receiver of [`OutboundMessage`]s for this instance, and a
@@ -16,6 +19,8 @@ use crate::{ConnectorError, ConnectorId, InboundEvent, OutboundMessage};
 pub struct ConnectorContext {
     inbound: InboundSender,
     outbound: mpsc::Receiver<OutboundMessage>,
+    commands: Option<mpsc::Receiver<ConnectorCommand>>,
+    state: Arc<dyn StateStore>,
 }
 
 impl ConnectorContext {
@@ -36,8 +41,56 @@ impl ConnectorContext {
                 id,
                 tx: inbound_tx,
                 shutdown,
+                files: Arc::new(MemoryFiles::default()),
             },
             outbound: outbound_rx,
+            commands: None,
+            state: Arc::new(MemoryState::default()),
+        }
+    }
+
+    /// Gives the context the hub's [`FileStore`] (the default keeps files in memory).
+    #[must_use]
+    pub fn with_files(mut self, files: Arc<dyn FileStore>) -> Self {
+        self.inbound.files = files;
+        self
+    }
+
+    /// Gives the context the hub's [`StateStore`] for this instance (the default keeps
+    /// values in memory, so they do not survive a restart).
+    #[must_use]
+    pub fn with_state(mut self, state: Arc<dyn StateStore>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Where to store the content of received files; also on [`InboundSender::files`].
+    pub fn files(&self) -> &Arc<dyn FileStore> {
+        &self.inbound.files
+    }
+
+    /// What this instance remembers across restarts (mailbox cursors, poll offsets).
+    /// Advance a cursor only after [`send`](Self::send) returned `Ok` for what it covers.
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// Gives the context a receiver of [`ConnectorCommand`]s (click-to-call). The hub does
+    /// this for connectors whose [`Connector::CAN_ORIGINATE`](crate::Connector::CAN_ORIGINATE)
+    /// is true.
+    #[must_use]
+    pub fn with_commands(mut self, commands: mpsc::Receiver<ConnectorCommand>) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
+    /// The next command from the hub; never resolves when the context has no command
+    /// receiver, and `None` once the hub has dropped its sender. Cancel-safe, for
+    /// `tokio::select!` next to [`recv_outbound`](Self::recv_outbound).
+    pub async fn recv_command(&mut self) -> Option<ConnectorCommand> {
+        match &mut self.commands {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -120,12 +173,18 @@ pub struct InboundSender {
     id: ConnectorId,
     tx: mpsc::Sender<InboundEvent>,
     shutdown: CancellationToken,
+    files: Arc<dyn FileStore>,
 }
 
 impl InboundSender {
     /// The instance id this sender sends for.
     pub fn id(&self) -> &ConnectorId {
         &self.id
+    }
+
+    /// Where to store the content of received files (the context's [`FileStore`]).
+    pub fn files(&self) -> &Arc<dyn FileStore> {
+        &self.files
     }
 
     /// Hands an event to the hub, waiting while the hub's queue is full; the same as
@@ -272,6 +331,7 @@ mod tests {
             connector_id: ConnectorId::new("c1"),
             thread_id: "t".to_owned(),
             to: None,
+            subject: None,
             text: Some("hi".to_owned()),
             attachments: vec![],
             reply_to_external_id: None,

@@ -252,8 +252,20 @@ pub struct InboundMessage {
     pub thread_id: String,
     /// Who sent it.
     pub sender: Party,
-    /// The text, if any (as plain text; markup is the connector's to flatten).
+    /// The text, if any (as plain text; markup is the connector's to flatten). For mail,
+    /// the new text only: quoted replies and the signature go in `quoted`.
     pub text: Option<String>,
+    /// The subject, on channels that have one (email, forms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The HTML body, already sanitized by the connector for display (no script, no
+    /// event handlers, no remote images), on channels that have one (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// What the connector separated from the new text: quoted earlier messages and the
+    /// signature (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted: Option<String>,
     /// Files attached to the message.
     #[serde(default)]
     pub attachments: Vec<Attachment>,
@@ -268,6 +280,22 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
+    /// A message in `thread_id` from `sender` with `text` and nothing else; set the other
+    /// fields on the value.
+    pub fn text(thread_id: impl Into<String>, sender: Party, text: Option<String>) -> Self {
+        Self {
+            thread_id: thread_id.into(),
+            sender,
+            text,
+            subject: None,
+            html: None,
+            quoted: None,
+            attachments: Vec::new(),
+            reply_to_external_id: None,
+            edit_of: None,
+        }
+    }
+
     /// Whether this event edits an earlier message.
     pub fn is_edit(&self) -> bool {
         self.edit_of.is_some()
@@ -487,6 +515,13 @@ pub enum CallEventKind {
         /// Why.
         reason: MissedReason,
     },
+    /// The call could not be placed: the PBX refused a click-to-call
+    /// ([`OriginateRequest`](crate::OriginateRequest)), e.g. the operator's extension is
+    /// unreachable.
+    Failed {
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
     /// A recording of the call can be fetched.
     RecordingAvailable {
         /// Where to fetch it.
@@ -578,6 +613,9 @@ mod tests {
                 thread_id: "chat-7".to_owned(),
                 sender: customer(),
                 text: Some("Hello".to_owned()),
+                subject: None,
+                html: None,
+                quoted: None,
                 attachments: vec![Attachment {
                     name: "photo.jpg".to_owned(),
                     mime_type: "image/jpeg".to_owned(),
@@ -610,6 +648,9 @@ mod tests {
             thread_id: "chat-7".to_owned(),
             sender: Party::from_identity(PartyIdentity::new(IdentityKind::Vk, "1")),
             text: None,
+            subject: None,
+            html: None,
+            quoted: None,
             attachments: vec![],
             reply_to_external_id: None,
             edit_of: Some("e0".to_owned()),

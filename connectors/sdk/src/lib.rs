@@ -21,19 +21,36 @@
 //! - [`ConnectorError`]: why a connector failed; [`ConnectorError::is_retryable`] tells
 //!   the hub's supervisor whether to restart it with backoff or mark it `failed`.
 //! - [`normalize_external_id`]: the pure check every id from the wire goes through.
+//!
+//! Helpers shared by connector crates:
+//!
+//! - [`phone`]: phone numbers toward E.164 under a [`NumberPlan`](phone::NumberPlan)
+//!   (country code, extension length), best effort and pure.
+//! - [`CallTable`]: a bounded map of per-call state that forgets the oldest call first.
+//! - [`Secret`]: a config credential whose `Debug` prints `"***"`.
+//! - [`store`]: the hub's [`FileStore`] for received files and [`StateStore`] for values
+//!   an instance remembers across restarts, both on the context.
 //! - `testing` (feature `testing`): `ConnectorContext::for_test` and `TestHarness`, the
-//!   hub's side of a context, for unit and replay tests.
+//!   hub's side of a context, for unit and replay tests, and `testing::http_request`, one
+//!   raw HTTP/1.1 request over loopback for webhook replay tests.
 //!
 //! The full contract, in MUST/SHOULD form, and the checklist for adding a connector are
 //! in `connectors/README.md`.
 
+mod call_table;
+mod command;
 mod context;
 mod error;
 mod event;
 mod outbound;
+pub mod phone;
+mod secret;
+pub mod store;
 #[cfg(feature = "testing")]
-mod testing;
+pub mod testing;
 
+pub use call_table::CallTable;
+pub use command::{ConnectorCommand, OriginateRequest};
 pub use context::{ConnectorContext, InboundSender};
 pub use error::{BoxError, ConnectorError};
 pub use event::{
@@ -42,6 +59,8 @@ pub use event::{
     ParseIdentityKindError, Party, PartyIdentity, MAX_EXTERNAL_ID_LEN,
 };
 pub use outbound::OutboundMessage;
+pub use secret::Secret;
+pub use store::{FileStore, StateStore, StoredFile};
 #[cfg(feature = "testing")]
 pub use testing::{TestHarness, TEST_CHANNEL_CAPACITY};
 /// The shutdown token type of [`ConnectorContext::shutdown`], re-exported so connector
@@ -68,6 +87,11 @@ pub trait Connector: Sized + Send + 'static {
     ///
     /// [`ConnectorError::Config`] naming the field at fault.
     fn new(config: Self::Config) -> Result<Self, ConnectorError>;
+
+    /// Whether the instance can place calls on request ([`ConnectorCommand::Originate`],
+    /// click-to-call). The hub sends commands only to connectors that say yes; they read
+    /// them with [`ConnectorContext::recv_command`].
+    const CAN_ORIGINATE: bool = false;
 
     /// Routes for push channels (webhooks), relative to a prefix the hub chooses for
     /// this instance. Handlers hand events over through a [`ConnectorContext::sender`]
@@ -174,6 +198,7 @@ mod tests {
                 connector_id: ConnectorId::new("e1"),
                 thread_id: "t".to_owned(),
                 to: None,
+                subject: None,
                 text: None,
                 attachments: vec![],
                 reply_to_external_id: None,

@@ -34,6 +34,11 @@ pub struct OutboundMessage {
     /// The recipient, when the thread alone does not say where to send (the first email
     /// to an address, a WhatsApp template to a phone number).
     pub to: Option<PartyIdentity>,
+    /// The subject, on channels that have one (email): the dialog's subject, for the first
+    /// message of a conversation the hub starts. A reply in a known thread keeps the
+    /// thread's own subject.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// The text, if any.
     pub text: Option<String>,
     /// Files to attach; `url_or_ref` is a URL the connector can fetch.
@@ -57,6 +62,7 @@ mod tests {
             connector_id: ConnectorId::new("mail"),
             thread_id: "<a@b>".to_owned(),
             to: Some(PartyIdentity::new(IdentityKind::Email, "ivan@example.com")),
+            subject: Some("Your order".to_owned()),
             text: Some("Hello".to_owned()),
             attachments: vec![Attachment {
                 name: "offer.pdf".to_owned(),
@@ -74,6 +80,7 @@ mod tests {
                 "connector_id": "mail",
                 "thread_id": "<a@b>",
                 "to": {"kind": "email", "value": "ivan@example.com"},
+                "subject": "Your order",
                 "text": "Hello",
                 "attachments": [{
                     "name": "offer.pdf",
