@@ -29,6 +29,18 @@ pub struct Config {
     pub connectors: std::collections::BTreeMap<String, ConnectorConfig>,
     /// The website chat widget.
     pub widget: WidgetConfig,
+    /// Telephony: which operator has which phone extension.
+    pub telephony: TelephonyConfig,
+}
+
+/// Telephony settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelephonyConfig {
+    /// Extension → user login, applied at start-up (`"101" = "anna"`): calls ringing or
+    /// answered at the extension are that operator's. The API (`PATCH /api/v1/users/{id}`
+    /// with `extension`) sets them too; the config wins at each start.
+    pub extensions: std::collections::BTreeMap<String, String>,
 }
 
 /// The website chat widget: one entry per site that embeds it.
@@ -144,46 +156,244 @@ impl Default for RealtimeConfig {
     }
 }
 
-/// One channel instance.
-#[derive(Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// One channel instance: `[connectors.<id>]` with its `type` and that type's own keys.
+///
+/// Every type but `api` is a connector crate behind a cargo feature (`connector-<dir>`, all
+/// on by default); its keys are the crate's `Config`, plus `channel` and `department` read
+/// by the hub.
+#[derive(Clone)]
 pub enum ConnectorConfig {
     /// A generic HTTP channel: a system posts inbound events to
     /// `/api/v1/connectors/{id}/events` with an API key; replies are posted to
     /// `outbound_url`, signed with `outbound_secret`.
     Api {
         /// Channel name shown on dialogs (default `api`).
-        #[serde(default)]
         channel: Option<String>,
         /// Name of the department whose queue new dialogs join.
-        #[serde(default)]
         department: Option<String>,
         /// Where replies go (`http://` or `https://`); none: replies stay pending.
-        #[serde(default)]
         outbound_url: Option<String>,
         /// HMAC-SHA256 key for the `X-Kommutator-Signature` header of replies.
-        #[serde(default)]
         outbound_secret: Option<String>,
     },
+    /// Any PBX or script posting Zammad-style `newCall` / `answer` / `hangup`.
+    #[cfg(feature = "connector-cti-webhook")]
+    CtiWebhook(Instance<kommutator_cti_webhook::Config>),
+    /// Call-tracking webhooks: Mango Office, Zadarma, Roistat, UIS/CoMagic.
+    #[cfg(feature = "connector-call-tracking")]
+    CallTracking(Instance<kommutator_call_tracking::Config>),
+    /// A HEPv3 collector: call state from the SIP a proxy or PBX mirrors.
+    #[cfg(feature = "connector-hep")]
+    Hep(Instance<kommutator_hep::Config>),
+    /// An Asterisk PBX through its Manager Interface: calls, and click-to-call.
+    #[cfg(feature = "connector-asterisk-ami")]
+    AsteriskAmi(Instance<kommutator_asterisk_ami::Config>),
+    /// A Telegram bot: long polling or webhook.
+    #[cfg(feature = "connector-telegram")]
+    Telegram(Instance<kommutator_telegram::Config>),
+    /// A VK community's messages: Callback API or Bots Long Poll.
+    #[cfg(feature = "connector-vk")]
+    Vk(Instance<kommutator_vk::Config>),
+    /// A WhatsApp Business number through the Cloud API.
+    #[cfg(feature = "connector-whatsapp")]
+    WhatsApp(Instance<kommutator_whatsapp::Config>),
+    /// A mailbox: IMAP with IDLE in, SMTP out.
+    #[cfg(feature = "connector-email")]
+    Email(Instance<kommutator_email::Config>),
+    /// A lead form or callback request on a website, posted to `/forms/<id>/`.
+    #[cfg(feature = "connector-web-forms")]
+    WebForm(Instance<kommutator_web_forms::Config>),
 }
 
+/// A connector crate's config with what the hub reads of every instance.
+#[derive(Clone, Debug)]
+pub struct Instance<C> {
+    /// Channel name on dialogs and calls (default per type: `phone` for telephony).
+    pub channel: Option<String>,
+    /// Name of the department whose queue new dialogs join and whose supervisors see the
+    /// calls; new leads join it.
+    pub department: Option<String>,
+    /// The crate's own config.
+    pub config: C,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeys {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    outbound_url: Option<String>,
+    #[serde(default)]
+    outbound_secret: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ConnectorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(k)) => k,
+            Some(_) => return Err(D::Error::custom("`type` is a string")),
+            None => return Err(D::Error::missing_field("type")),
+        };
+        let text = |table: &mut toml::Table, key: &str| -> Result<Option<String>, D::Error> {
+            match table.remove(key) {
+                None => Ok(None),
+                Some(toml::Value::String(v)) => Ok(Some(v)),
+                Some(_) => Err(D::Error::custom(format!("`{key}` is a string"))),
+            }
+        };
+        #[allow(unused_macros)]
+        macro_rules! instance {
+            ($variant:ident, $config:ty) => {{
+                let channel = text(&mut table, "channel")?;
+                let department = text(&mut table, "department")?;
+                let config = <$config>::deserialize(toml::Value::Table(table))
+                    .map_err(|e| D::Error::custom(format!("{kind}: {e}")))?;
+                Ok(ConnectorConfig::$variant(Instance {
+                    channel,
+                    department,
+                    config,
+                }))
+            }};
+        }
+        match kind.as_str() {
+            "api" => {
+                let k = ApiKeys::deserialize(toml::Value::Table(table))
+                    .map_err(|e| D::Error::custom(e.to_string()))?;
+                Ok(ConnectorConfig::Api {
+                    channel: k.channel,
+                    department: k.department,
+                    outbound_url: k.outbound_url,
+                    outbound_secret: k.outbound_secret,
+                })
+            }
+            #[cfg(feature = "connector-cti-webhook")]
+            "cti_webhook" => instance!(CtiWebhook, kommutator_cti_webhook::Config),
+            #[cfg(feature = "connector-call-tracking")]
+            "call_tracking" => instance!(CallTracking, kommutator_call_tracking::Config),
+            #[cfg(feature = "connector-hep")]
+            "hep" => instance!(Hep, kommutator_hep::Config),
+            #[cfg(feature = "connector-asterisk-ami")]
+            "asterisk_ami" => instance!(AsteriskAmi, kommutator_asterisk_ami::Config),
+            #[cfg(feature = "connector-telegram")]
+            "telegram" => instance!(Telegram, kommutator_telegram::Config),
+            #[cfg(feature = "connector-vk")]
+            "vk" => instance!(Vk, kommutator_vk::Config),
+            #[cfg(feature = "connector-whatsapp")]
+            "whatsapp" => instance!(WhatsApp, kommutator_whatsapp::Config),
+            #[cfg(feature = "connector-email")]
+            "email" => instance!(Email, kommutator_email::Config),
+            #[cfg(feature = "connector-web-forms")]
+            "web_form" => instance!(WebForm, kommutator_web_forms::Config),
+            other => Err(D::Error::unknown_variant(other, KNOWN_TYPES)),
+        }
+    }
+}
+
+/// The `type`s this build knows.
+const KNOWN_TYPES: &[&str] = &[
+    "api",
+    #[cfg(feature = "connector-cti-webhook")]
+    "cti_webhook",
+    #[cfg(feature = "connector-call-tracking")]
+    "call_tracking",
+    #[cfg(feature = "connector-hep")]
+    "hep",
+    #[cfg(feature = "connector-asterisk-ami")]
+    "asterisk_ami",
+    #[cfg(feature = "connector-telegram")]
+    "telegram",
+    #[cfg(feature = "connector-vk")]
+    "vk",
+    #[cfg(feature = "connector-whatsapp")]
+    "whatsapp",
+    #[cfg(feature = "connector-email")]
+    "email",
+    #[cfg(feature = "connector-web-forms")]
+    "web_form",
+];
+
 impl ConnectorConfig {
+    /// Of a connector-crate instance: its `type`, the channel and department as
+    /// configured, and the default channel name. `None` for `api`.
+    fn meta(&self) -> Option<(&'static str, Option<&str>, Option<&str>, &'static str)> {
+        fn m<'a, C>(
+            kind: &'static str,
+            i: &'a Instance<C>,
+            default: &'static str,
+        ) -> Option<(&'static str, Option<&'a str>, Option<&'a str>, &'static str)> {
+            Some((kind, i.channel.as_deref(), i.department.as_deref(), default))
+        }
+        match self {
+            ConnectorConfig::Api { .. } => None,
+            #[cfg(feature = "connector-cti-webhook")]
+            ConnectorConfig::CtiWebhook(i) => m("cti_webhook", i, "phone"),
+            #[cfg(feature = "connector-call-tracking")]
+            ConnectorConfig::CallTracking(i) => m("call_tracking", i, "phone"),
+            #[cfg(feature = "connector-hep")]
+            ConnectorConfig::Hep(i) => m("hep", i, "phone"),
+            #[cfg(feature = "connector-asterisk-ami")]
+            ConnectorConfig::AsteriskAmi(i) => m("asterisk_ami", i, "phone"),
+            #[cfg(feature = "connector-telegram")]
+            ConnectorConfig::Telegram(i) => m("telegram", i, "telegram"),
+            #[cfg(feature = "connector-vk")]
+            ConnectorConfig::Vk(i) => m("vk", i, "vk"),
+            #[cfg(feature = "connector-whatsapp")]
+            ConnectorConfig::WhatsApp(i) => m("whatsapp", i, "whatsapp"),
+            #[cfg(feature = "connector-email")]
+            ConnectorConfig::Email(i) => m("email", i, "email"),
+            #[cfg(feature = "connector-web-forms")]
+            ConnectorConfig::WebForm(i) => m("web_form", i, "form"),
+        }
+    }
+
     /// The `type`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            ConnectorConfig::Api { .. } => "api",
-        }
+        self.meta().map_or("api", |(kind, ..)| kind)
     }
-    /// The channel name dialogs of this instance carry.
+
+    /// The channel name dialogs and calls of this instance carry.
     pub fn channel(&self) -> String {
-        match self {
-            ConnectorConfig::Api { channel, .. } => channel.clone().unwrap_or_else(|| "api".into()),
+        match (self, self.meta()) {
+            (ConnectorConfig::Api { channel, .. }, _) => {
+                channel.clone().unwrap_or_else(|| "api".into())
+            }
+            (_, Some((_, channel, _, default))) => channel.unwrap_or(default).to_owned(),
+            (_, None) => "api".into(),
         }
     }
+
+    /// The channel name as configured, to check.
+    fn channel_key(&self) -> Option<&str> {
+        match self {
+            ConnectorConfig::Api { channel, .. } => channel.as_deref(),
+            _ => self.meta().and_then(|(_, channel, ..)| channel),
+        }
+    }
+
+    /// Whether the instance can place calls (click-to-call).
+    pub fn can_originate(&self) -> bool {
+        match self {
+            #[cfg(feature = "connector-asterisk-ami")]
+            ConnectorConfig::AsteriskAmi(_) => true,
+            _ => false,
+        }
+    }
+    /// The identity kind to which the instance can start a conversation the hub opens (an
+    /// email from the client card), if any.
+    pub fn starts_to(&self) -> Option<&'static str> {
+        (self.kind() == "email").then_some("email")
+    }
+
     /// The department name whose queue new dialogs join.
     pub fn department(&self) -> Option<&str> {
         match self {
             ConnectorConfig::Api { department, .. } => department.as_deref(),
+            _ => self.meta().and_then(|(_, _, department, _)| department),
         }
     }
 }
@@ -206,6 +416,25 @@ impl std::fmt::Debug for ConnectorConfig {
                     &outbound_secret.as_ref().map(|_| "<redacted>"),
                 )
                 .finish(),
+            // The crates' Debug redacts their secrets.
+            #[cfg(feature = "connector-cti-webhook")]
+            ConnectorConfig::CtiWebhook(i) => f.debug_tuple("CtiWebhook").field(i).finish(),
+            #[cfg(feature = "connector-call-tracking")]
+            ConnectorConfig::CallTracking(i) => f.debug_tuple("CallTracking").field(i).finish(),
+            #[cfg(feature = "connector-hep")]
+            ConnectorConfig::Hep(i) => f.debug_tuple("Hep").field(i).finish(),
+            #[cfg(feature = "connector-asterisk-ami")]
+            ConnectorConfig::AsteriskAmi(i) => f.debug_tuple("AsteriskAmi").field(i).finish(),
+            #[cfg(feature = "connector-telegram")]
+            ConnectorConfig::Telegram(i) => f.debug_tuple("Telegram").field(i).finish(),
+            #[cfg(feature = "connector-vk")]
+            ConnectorConfig::Vk(i) => f.debug_tuple("Vk").field(i).finish(),
+            #[cfg(feature = "connector-whatsapp")]
+            ConnectorConfig::WhatsApp(i) => f.debug_tuple("WhatsApp").field(i).finish(),
+            #[cfg(feature = "connector-email")]
+            ConnectorConfig::Email(i) => f.debug_tuple("Email").field(i).finish(),
+            #[cfg(feature = "connector-web-forms")]
+            ConnectorConfig::WebForm(i) => f.debug_tuple("WebForm").field(i).finish(),
         }
     }
 }
@@ -568,35 +797,28 @@ impl Config {
                     format!("`{id}` is reserved for the built-in channels (widget sites are widget-<site>)"),
                 ));
             }
-            match c {
-                ConnectorConfig::Api {
-                    outbound_url,
-                    channel,
-                    ..
-                } => {
-                    if let Some(u) = outbound_url {
-                        if !(u.starts_with("http://") || u.starts_with("https://")) {
-                            return Err(key(
-                                &format!("{k}.outbound_url"),
-                                "use an http:// or https:// URL".into(),
-                            ));
-                        }
-                    }
-                    if let Some(ch) = channel {
-                        let ok = (1..=64).contains(&ch.len())
-                            && ch.bytes().all(|b| {
-                                b.is_ascii_lowercase()
-                                    || b.is_ascii_digit()
-                                    || b == b'_'
-                                    || b == b'-'
-                            });
-                        if !ok {
-                            return Err(key(
-                                &format!("{k}.channel"),
-                                "1 to 64 of a-z, 0-9, '_' and '-'".into(),
-                            ));
-                        }
-                    }
+            if let ConnectorConfig::Api {
+                outbound_url: Some(u),
+                ..
+            } = c
+            {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(key(
+                        &format!("{k}.outbound_url"),
+                        "use an http:// or https:// URL".into(),
+                    ));
+                }
+            }
+            if let Some(ch) = c.channel_key() {
+                let ok = (1..=64).contains(&ch.len())
+                    && ch.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
+                if !ok {
+                    return Err(key(
+                        &format!("{k}.channel"),
+                        "1 to 64 of a-z, 0-9, '_' and '-'".into(),
+                    ));
                 }
             }
         }

@@ -159,8 +159,35 @@ impl App {
             Duration::from_secs(rt.presence_grace_secs),
             shutdown.clone(),
         );
+        if !config.telephony.extensions.is_empty() {
+            let pairs: Vec<(String, String)> = config
+                .telephony
+                .extensions
+                .iter()
+                .map(|(x, l)| (x.clone(), l.clone()))
+                .collect();
+            for w in store
+                .assign_extensions(&pairs)
+                .await
+                .context("cannot apply telephony.extensions")?
+            {
+                tracing::warn!("{w}");
+            }
+        }
         let connector_states = Arc::new(crate::pipeline::host::ConnectorStates::default());
+        let host = crate::pipeline::host::HostDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            pipeline: pipeline.clone(),
+            states: connector_states.clone(),
+            node_id: routing.node_id().to_owned(),
+            lease: Duration::from_secs(config.realtime.lease_secs),
+        };
+        let hooks = start_connectors(&config, &host, &shutdown);
         for (id, c) in &config.connectors {
+            if c.kind() != "api" {
+                continue;
+            }
             connector_states.set(id, c.kind(), crate::pipeline::host::ConnectorState::Running);
             let crate::config::ConnectorConfig::Api {
                 outbound_url: Some(url),
@@ -197,6 +224,7 @@ impl App {
             shutdown,
             visitor_tokens,
             connectors: connector_states,
+            hooks,
         };
         Ok(Self { state, listener })
     }
@@ -287,4 +315,123 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Starts every configured connector crate instance; returns the webhook routes with the
+/// path to mount each at: `/hooks/{id}`, and also `/forms/{id}` for a website form.
+#[allow(unused_variables, unused_mut)]
+fn start_connectors(
+    config: &Config,
+    host: &crate::pipeline::host::HostDeps,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Vec<(String, axum::Router)> {
+    use crate::config::ConnectorConfig as C;
+    use crate::pipeline::host::{start_connector, start_webhook_connector};
+    let mut hooks = Vec::new();
+    for (id, c) in &config.connectors {
+        let routes = match c {
+            C::Api { .. } => None,
+            #[cfg(feature = "connector-hep")]
+            C::Hep(_) => None,
+            #[cfg(feature = "connector-asterisk-ami")]
+            C::AsteriskAmi(_) => None,
+            #[cfg(feature = "connector-cti-webhook")]
+            C::CtiWebhook(i) => start_webhook_connector::<kommutator_cti_webhook::CtiWebhook>(
+                id.clone(),
+                i.config.clone(),
+                host.clone(),
+                shutdown.clone(),
+            ),
+            #[cfg(feature = "connector-call-tracking")]
+            C::CallTracking(i) => {
+                start_webhook_connector::<kommutator_call_tracking::CallTracking>(
+                    id.clone(),
+                    i.config.clone(),
+                    host.clone(),
+                    shutdown.clone(),
+                )
+            }
+            // Messengers take webhooks (or poll) and send replies: routes, plus `run` under
+            // the supervisor. A poller or a mailbox runs once per cluster (the lease).
+            #[cfg(feature = "connector-telegram")]
+            C::Telegram(i) => start_connector::<kommutator_telegram::Telegram>(
+                id.clone(),
+                i.config.clone(),
+                i.config.mode == kommutator_telegram::Mode::Polling,
+                host.clone(),
+                shutdown.clone(),
+            ),
+            #[cfg(feature = "connector-vk")]
+            C::Vk(i) => start_connector::<kommutator_vk::Vk>(
+                id.clone(),
+                i.config.clone(),
+                matches!(i.config.mode, kommutator_vk::Mode::LongPoll),
+                host.clone(),
+                shutdown.clone(),
+            ),
+            #[cfg(feature = "connector-whatsapp")]
+            C::WhatsApp(i) => start_connector::<kommutator_whatsapp::WhatsApp>(
+                id.clone(),
+                i.config.clone(),
+                false,
+                host.clone(),
+                shutdown.clone(),
+            ),
+            #[cfg(feature = "connector-email")]
+            C::Email(i) => start_connector::<kommutator_email::Email>(
+                id.clone(),
+                i.config.clone(),
+                true,
+                host.clone(),
+                shutdown.clone(),
+            ),
+            #[cfg(feature = "connector-web-forms")]
+            C::WebForm(i) => {
+                let r = start_webhook_connector::<kommutator_web_forms::WebForm>(
+                    id.clone(),
+                    i.config.clone(),
+                    host.clone(),
+                    shutdown.clone(),
+                );
+                if let Some(r) = &r {
+                    tracing::info!(connector = %id, path = %format!("/forms/{id}/"), "website form mounted");
+                    hooks.push((format!("/forms/{id}"), r.clone()));
+                }
+                r
+            }
+        };
+        #[cfg(feature = "connector-hep")]
+        if let C::Hep(i) = c {
+            // Each node collects what is mirrored to it (no cluster lease): the PBX sends to
+            // one address, and a call seen twice is stored once.
+            tokio::spawn(crate::pipeline::host::run_connector::<
+                kommutator_hep::HepConnector,
+            >(
+                id.clone(),
+                i.config.clone(),
+                false,
+                host.clone(),
+                shutdown.clone(),
+            ));
+        }
+        #[cfg(feature = "connector-asterisk-ami")]
+        if let C::AsteriskAmi(i) = c {
+            // One AMI session per cluster: the node holding the lease runs it (and places
+            // the click-to-calls).
+            tokio::spawn(crate::pipeline::host::run_connector::<
+                kommutator_asterisk_ami::AsteriskAmi,
+            >(
+                id.clone(),
+                i.config.clone(),
+                true,
+                host.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(r) = routes {
+            tracing::info!(connector = %id, kind = c.kind(), path = %format!("/hooks/{id}/"), "webhook routes mounted");
+            hooks.push((format!("/hooks/{id}"), r));
+        }
+    }
+    hooks
 }

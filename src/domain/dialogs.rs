@@ -129,9 +129,22 @@ pub struct DialogPatch {
     /// New department queue.
     #[serde(default)]
     pub department_id: Option<Id>,
-    /// Link to an Interest.
+    /// Link to an Interest (of the dialog's client or lead, after any relink below).
     #[serde(default)]
     pub interest_id: Option<Id>,
+    /// Link the dialog to this client instead of its lead or a wrongly identified client
+    /// (the intake wizard). Its messages' Feed entries move along; an Interest of the old
+    /// party is unlinked unless `interest_id` names one of the new party.
+    #[serde(default)]
+    pub client_id: Option<Id>,
+    /// Link the dialog to this lead instead (exclusive with `client_id`).
+    #[serde(default)]
+    pub lead_id: Option<Id>,
+    /// With `client_id` / `lead_id`: also give the sender's channel identity (the phone,
+    /// email or messenger id the dialog came from) to the new party, so the sender's next
+    /// messages are recognised as theirs.
+    #[serde(default)]
+    pub move_identity: bool,
     /// Close or reopen.
     #[serde(default)]
     pub status: Option<DialogStatus>,
@@ -254,8 +267,19 @@ pub struct Message {
     pub external_id: String,
     /// The channel's id of an outbound message once sent.
     pub provider_message_id: Option<String>,
-    /// Text.
+    /// Text (for mail, the new text only).
     pub body: Option<String>,
+    /// Subject (email, forms).
+    pub subject: Option<String>,
+    /// HTML body sanitized by the connector (email). Not in the JSON (it can be large, and
+    /// it is shown only from `GET /api/v1/messages/{id}/html`, in a sandbox).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub html: Option<String>,
+    /// Whether the message has an HTML body at `GET /api/v1/messages/{id}/html`.
+    pub has_html: bool,
+    /// Quoted history and signature, separated from the new text (email).
+    pub quoted: Option<String>,
     /// Attachments.
     pub attachments: Vec<Attachment>,
     /// Delivery state.
@@ -420,6 +444,10 @@ pub struct Call {
     pub duration_secs: Option<i64>,
     /// Recording location.
     pub recording_url: Option<String>,
+    /// Where the caller came from, per call tracking: `utm_source`, `utm_medium`,
+    /// `utm_campaign`, `utm_term`, `utm_content`, `visit_id`, `landing_page`, `provider`.
+    #[schema(value_type = Option<Object>)]
+    pub traffic_source: Option<serde_json::Value>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

@@ -222,8 +222,15 @@ pub struct IngestMessage {
     pub attachments: Vec<Attachment>,
     /// Department whose queue new dialogs join.
     pub department_id: Option<Id>,
-    /// Subject (email).
+    /// Subject (email, forms).
     pub subject: Option<String>,
+    /// HTML body, sanitized by the connector (email).
+    pub html: Option<String>,
+    /// Quoted history and signature, separated from the new text (email).
+    pub quoted: Option<String>,
+    /// Where the sender came from (utm_*, referrer, landing page, client ids), as a form or
+    /// call tracking reports it: recorded on a lead the message creates.
+    pub traffic_source: Option<serde_json::Value>,
     /// The intake rule.
     pub open_interest: OpenInterest,
 }

@@ -82,6 +82,8 @@ pub struct User {
     pub active: bool,
     /// The password is a one-time password that must be changed before anything else.
     pub must_change_password: bool,
+    /// Phone extension (e.g. `101`): calls ringing or answered there are this user's.
+    pub extension: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -149,12 +151,16 @@ pub struct UserPatch {
     /// New password.
     #[serde(default)]
     pub password: Option<String>,
+    /// Phone extension, 1 to 32 of `0-9 * #` (empty clears); unique.
+    #[serde(default)]
+    pub extension: Option<String>,
 }
 
 impl std::fmt::Debug for UserPatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserPatch")
             .field("name", &self.name)
+            .field("extension", &self.extension)
             .field("role", &self.role)
             .field("department_id", &self.department_id)
             .field("active", &self.active)

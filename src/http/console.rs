@@ -43,6 +43,10 @@ static ASSETS: &[Asset] = &[
     asset!("canned.js", JS),
     asset!("dom.js", JS),
     asset!("i18n.js", JS),
+    asset!("callbacks.js", JS),
+    asset!("calls.js", JS),
+    asset!("client.js", JS),
+    asset!("intake.js", JS),
     asset!("interest.js", JS),
     asset!("live.js", JS),
     asset!("notify.js", JS),
@@ -56,7 +60,7 @@ static ASSETS: &[Asset] = &[
 pub const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; font-src 'self'; media-src 'self'; manifest-src 'self'; base-uri 'none'; \
-    form-action 'self'; frame-ancestors 'none'";
+    form-action 'self'; frame-src 'self'; frame-ancestors 'none'";
 
 fn etags() -> &'static Vec<String> {
     static TAGS: OnceLock<Vec<String>> = OnceLock::new();

@@ -48,6 +48,9 @@ pub struct AppState {
     pub visitor_tokens: Option<ws::widget::VisitorTokens>,
     /// States of the channel instances on this node.
     pub connectors: Arc<crate::pipeline::host::ConnectorStates>,
+    /// Webhook routes of connector instances with the path each is mounted at
+    /// (`/hooks/{id}`, and `/forms/{id}` for a website form).
+    pub hooks: Vec<(String, Router)>,
 }
 
 /// The whole HTTP application.
@@ -56,8 +59,11 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     let max_body = state.config.server.max_body_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs.max(1));
-    Router::new()
-        .merge(api)
+    let mut app = Router::new();
+    for (prefix, hook) in &state.hooks {
+        app = app.nest_service(prefix, hook.clone());
+    }
+    app.merge(api)
         .route(
             "/api/v1/openapi.json",
             get(move || {

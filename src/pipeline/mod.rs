@@ -79,6 +79,8 @@ impl From<StoreError> for PipelineError {
 pub enum Processed {
     /// A message was stored (or was a duplicate).
     Message(IngestOutcome),
+    /// A call event was stored and applied (or was a duplicate, or waits for its call).
+    Call(CallOutcome),
     /// A delivery report or ack was applied to message `message_id`.
     Delivery {
         /// Our message id.
@@ -241,6 +243,17 @@ impl Pipeline {
 /// `connector_id` (moves `*pos` on). On a read error it answers yes: a needless scan of
 /// pending replies is harmless, a missed one is not.
 pub(crate) async fn new_outbound_for(hub: &Hub, pos: &mut i64, connector_id: &str) -> bool {
+    new_outbound_entity(hub, pos, connector_id, "message").await
+}
+
+/// Whether the hub's events after `*pos` include a new click-to-call of connector
+/// `connector_id` (moves `*pos` on); on a read error, yes.
+pub(crate) async fn new_originate_for(hub: &Hub, pos: &mut i64, connector_id: &str) -> bool {
+    new_outbound_entity(hub, pos, connector_id, "call").await
+}
+
+/// Whether an outbound `entity` of `connector_id` was created after `*pos`.
+async fn new_outbound_entity(hub: &Hub, pos: &mut i64, connector_id: &str, entity: &str) -> bool {
     let needle = format!("\"connector_id\":{}", serde_json::Value::from(connector_id));
     let mut found = false;
     loop {
@@ -253,7 +266,7 @@ pub(crate) async fn new_outbound_for(hub: &Hub, pos: &mut i64, connector_id: &st
         };
         *pos = last;
         found |= events.iter().any(|e| {
-            &*e.entity == "message"
+            &*e.entity == entity
                 && &*e.op == "create"
                 && e.frame.as_str().contains("\"direction\":\"outbound\"")
                 && e.frame.as_str().contains(&needle)
@@ -265,6 +278,8 @@ fn thread_of(kind: &InboundKind) -> Option<&str> {
     match kind {
         InboundKind::Message(m) => Some(&m.thread_id),
         InboundKind::Typing { thread_id, .. } => Some(thread_id),
+        // A call's events in order, on one worker.
+        InboundKind::Call(c) => Some(&c.call_external_id),
         _ => None,
     }
 }
@@ -305,6 +320,7 @@ async fn run_worker(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
                             external_id,
                             job.event.occurred_at,
                             m,
+                            job.event.raw.as_ref(),
                         )
                         .await
                     }
@@ -329,6 +345,8 @@ fn finish(reply: Reply, result: Result<Processed, PipelineError>, started: Insta
     let label = match &result {
         Ok(Processed::Message(IngestOutcome::Stored { .. })) => "stored",
         Ok(Processed::Message(IngestOutcome::Duplicate { .. })) => "duplicate",
+        Ok(Processed::Call(CallOutcome::Duplicate)) => "duplicate",
+        Ok(Processed::Call(_)) => "call",
         Ok(Processed::Delivery { .. }) => "delivery",
         Ok(Processed::Published) => "published",
         Ok(Processed::Ignored { .. }) => "ignored",
@@ -417,6 +435,7 @@ async fn message_input(
     external_id: String,
     occurred_at: time::OffsetDateTime,
     m: &kommutator_sdk::InboundMessage,
+    raw: Option<&serde_json::Value>,
 ) -> Result<IngestMessage, PipelineError> {
     // An edit is stored as a message of its own (its own external id); the original stays
     // for audit.
@@ -454,7 +473,12 @@ async fn message_input(
             })
             .collect(),
         department_id,
-        subject: None,
+        subject: m.subject.clone(),
+        html: m.html.clone(),
+        quoted: m.quoted.clone(),
+        // Forms put the traffic source into the raw payload, as call tracking does
+        // (see connectors/README.md).
+        traffic_source: traffic_source(raw),
         open_interest: inner.open_interest,
     })
 }
@@ -463,8 +487,16 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
     let (info, connector, external_id) = header(inner, &ev)?;
     match ev.kind {
         InboundKind::Message(ref m) => {
-            let input =
-                message_input(inner, &info, connector, external_id, ev.occurred_at, m).await?;
+            let input = message_input(
+                inner,
+                &info,
+                connector,
+                external_id,
+                ev.occurred_at,
+                m,
+                ev.raw.as_ref(),
+            )
+            .await?;
             store_message(inner, &input).await
         }
         InboundKind::OutboundAck {
@@ -555,14 +587,107 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
             ));
             Ok(Processed::Published)
         }
-        InboundKind::Call(_) => Ok(Processed::Ignored {
-            reason: "call events are handled by the telephony integration".into(),
-        }),
+        InboundKind::Call(ref c) => {
+            let input = call_input(inner, &info, connector, external_id, &ev, c).await?;
+            store_call(inner, &input).await
+        }
         InboundKind::Unknown { description } => {
             tracing::debug!(connector = %connector, %description, "unknown inbound event");
             Ok(Processed::Ignored {
                 reason: format!("unknown input: {description}"),
             })
+        }
+    }
+}
+
+/// The `traffic_source` object of an event's raw payload, if it has one.
+fn traffic_source(raw: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+    raw.and_then(|r| r.get("traffic_source"))
+        .filter(|t| t.is_object())
+        .cloned()
+}
+
+/// A call event checked and turned into what the store takes.
+async fn call_input(
+    inner: &Inner,
+    info: &ChannelInfo,
+    connector: String,
+    external_id: String,
+    ev: &InboundEvent,
+    c: &kommutator_sdk::CallEvent,
+) -> Result<IngestCall, PipelineError> {
+    use kommutator_sdk::{CallEventKind as K, Direction as D, MissedReason as M};
+    let call_external_id = channel_id("call_external_id", &c.call_external_id)?;
+    let step = match &c.kind {
+        K::Ringing {
+            from,
+            to,
+            direction,
+            extension,
+        } => CallStep::Ringing {
+            from: from.clone(),
+            to: to.clone(),
+            direction: match direction {
+                D::Inbound => CallDirection::Inbound,
+                D::Outbound => CallDirection::Outbound,
+            },
+            extension: extension.clone(),
+        },
+        K::Answered { by_extension } => CallStep::Answered {
+            by_extension: by_extension.clone(),
+        },
+        K::Transferred { to_extension } => CallStep::Transferred {
+            to_extension: to_extension.clone(),
+        },
+        K::HungUp {
+            duration_secs,
+            cause,
+        } => CallStep::HungUp {
+            duration_secs: *duration_secs,
+            cause: cause.clone(),
+        },
+        K::Missed { reason } => CallStep::Missed {
+            reason: match reason {
+                M::Cancelled => "cancelled",
+                M::Busy => "busy",
+                M::NoAnswer => "no_answer",
+                M::Rejected => "rejected",
+            }
+            .to_owned(),
+        },
+        K::Failed { reason } => CallStep::Failed {
+            reason: reason.clone(),
+        },
+        K::RecordingAvailable { url } => CallStep::Recording { url: url.clone() },
+    };
+    // Call tracking puts the traffic source into the raw payload (see connectors/README.md).
+    let traffic_source = traffic_source(ev.raw.as_ref());
+    Ok(IngestCall {
+        connector_id: connector,
+        channel: info.channel.clone(),
+        department_id: department_id(inner, info.department.as_deref()).await,
+        external_id,
+        call_external_id,
+        occurred_at: Timestamp::from_datetime(ev.occurred_at),
+        step,
+        traffic_source,
+        open_interest: inner.open_interest,
+    })
+}
+
+async fn store_call(inner: &Inner, input: &IngestCall) -> Result<Processed, PipelineError> {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match inner.store.ingest_call(input).await {
+            Ok(outcome) => return Ok(Processed::Call(outcome)),
+            // Two nodes opening the same call: the second finds it on the next try.
+            Err(StoreError::Duplicate { .. }) if attempt < 4 => continue,
+            Err(e) if e.is_transient() && attempt < 4 => {
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -311,6 +311,91 @@ impl SqlStore {
                 d.department_id = dep.or(d.department_id);
             }
         }
+        // Relink (the intake wizard): the dialog goes to another client or lead.
+        let party = match (patch.client_id, patch.lead_id) {
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    "lead_id",
+                    "exclusive",
+                    "give client_id or lead_id, not both",
+                )
+                .into())
+            }
+            (Some(c), None) => {
+                visible_client(&mut tx, actor, "client_id", c).await?;
+                Some((Some(c), None))
+            }
+            (None, Some(l)) => {
+                let lead = visible_lead(&mut tx, actor, "lead_id", l).await?;
+                if lead.status == LeadStatus::Converted {
+                    return Err(FieldError::new(
+                        "lead_id",
+                        "converted",
+                        "the lead was converted; link the dialog to its client",
+                    )
+                    .into());
+                }
+                Some((None, Some(l)))
+            }
+            (None, None) if patch.move_identity => {
+                return Err(FieldError::new(
+                    "move_identity",
+                    "needs_party",
+                    "move_identity goes with client_id or lead_id",
+                )
+                .into())
+            }
+            (None, None) => None,
+        };
+        if let Some((c, l)) = party {
+            if (c, l) != (d.client_id, d.lead_id) {
+                if c != d.client_id {
+                    d.contact_id = None;
+                }
+                d.client_id = c;
+                d.lead_id = l;
+                if let (Some(cur), None) = (d.interest_id, patch.interest_id) {
+                    let owner =
+                        sqlx::query("SELECT client_id, lead_id FROM interests WHERE id = $1")
+                            .bind(cur)
+                            .fetch_one(tx.conn())
+                            .await?;
+                    if (
+                        rows::opt_id(&owner, "client_id")?,
+                        rows::opt_id(&owner, "lead_id")?,
+                    ) != (c, l)
+                    {
+                        d.interest_id = None;
+                    }
+                }
+                op = "link";
+            }
+        }
+        // The sender's identity moves only when it is not already the new party's.
+        let identity_move = match (party, d.identity_id) {
+            (Some((c, l)), Some(iid)) if patch.move_identity => {
+                let r = sqlx::query("SELECT client_id, lead_id FROM identities WHERE id = $1")
+                    .bind(iid)
+                    .fetch_optional(tx.conn())
+                    .await?;
+                match r {
+                    Some(r) => {
+                        let was = (rows::opt_id(&r, "client_id")?, rows::opt_id(&r, "lead_id")?);
+                        (was != (c, l)).then_some((iid, was))
+                    }
+                    None => None,
+                }
+            }
+            (Some(_), None) if patch.move_identity => {
+                return Err(FieldError::new(
+                    "move_identity",
+                    "no_identity",
+                    "the dialog has no sender identity to move",
+                )
+                .into())
+            }
+            _ => None,
+        };
         if let Some(i) = patch.interest_id {
             let n = visible_interest(&mut tx, actor, "interest_id", i).await?;
             if (d.client_id.is_some() || d.lead_id.is_some())
@@ -341,8 +426,36 @@ impl SqlStore {
             }
             d.status = s;
         }
+        if let Some((iid, (old_client, old_lead))) = identity_move {
+            sqlx::query(
+                "UPDATE identities SET client_id = $1, contact_id = NULL, lead_id = $2 WHERE id = $3",
+            )
+            .bind(d.client_id)
+            .bind(d.lead_id)
+            .bind(iid)
+            .execute(tx.conn())
+            .await?;
+            let mut change = Change::new(
+                "identity",
+                iid,
+                "move",
+                serde_json::json!({"id": iid, "client_id": d.client_id, "lead_id": d.lead_id}),
+            )
+            .party(d.client_id, d.lead_id);
+            for t in old_client
+                .map(Topic::client)
+                .into_iter()
+                .chain(old_lead.map(Topic::lead))
+            {
+                change = change.also(t);
+            }
+            tx.log(change);
+        }
         if unchanged(&before, &d) {
-            // Nothing to write, nothing to log.
+            if identity_move.is_some() {
+                tx.commit().await?;
+            }
+            // Nothing else to write, nothing else to log.
             return Ok(before);
         }
         d.updated_at = tx.now;
@@ -384,7 +497,7 @@ impl SqlStore {
         }
         sqlx::query(
             "UPDATE dialogs SET assignee_id = $1, department_id = $2, interest_id = $3, shared = $4, status = $5, closed_at = $6, \
-             updated_at = $7 WHERE id = $8",
+             updated_at = $7, client_id = $8, contact_id = $9, lead_id = $10 WHERE id = $11",
         )
         .bind(d.assignee_id)
         .bind(d.department_id)
@@ -393,10 +506,40 @@ impl SqlStore {
         .bind(d.status.as_str())
         .bind(d.closed_at.map(Timestamp::micros))
         .bind(d.updated_at.micros())
+        .bind(d.client_id)
+        .bind(d.contact_id)
+        .bind(d.lead_id)
         .bind(id)
         .execute(tx.conn())
         .await?;
+        let relinked = (d.client_id, d.lead_id) != (before.client_id, before.lead_id);
+        if relinked || d.interest_id != before.interest_id {
+            // The conversation shows in the Feed of whoever the dialog now belongs to.
+            sqlx::query(
+                "UPDATE feed_entries SET client_id = $1, contact_id = $2, lead_id = $3, interest_id = $4 \
+                 WHERE ref_type = 'message' AND ref_id IN (SELECT id FROM messages WHERE dialog_id = $5)",
+            )
+            .bind(d.client_id)
+            .bind(d.contact_id)
+            .bind(d.lead_id)
+            .bind(d.interest_id)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        }
         let mut change = dialog_change(&d, op);
+        if relinked {
+            // The old party's card learns the conversation left it.
+            if let Some(c) = before.client_id.filter(|c| Some(*c) != d.client_id) {
+                change = change.also(Topic::client(c));
+            }
+            if let Some(l) = before.lead_id.filter(|l| Some(*l) != d.lead_id) {
+                change = change.also(Topic::lead(l));
+            }
+        }
+        if let Some(i) = before.interest_id.filter(|i| Some(*i) != d.interest_id) {
+            change = change.also(Topic::interest(i));
+        }
         if let Some(p) = before.assignee_id.filter(|p| Some(*p) != d.assignee_id) {
             // The previous assignee's "my dialogs" learns it left.
             change = change.also(Topic::user(p));
@@ -777,7 +920,7 @@ impl SqlStore {
         Ok((call, true))
     }
 
-    fn call_number(&self, field: &str, v: &str) -> Result<String, FieldError> {
+    pub(crate) fn call_number(&self, field: &str, v: &str) -> Result<String, FieldError> {
         let v = required_text(field, v, 64)?;
         // Extensions and service numbers stay as they are; real numbers become E.164.
         if v.chars().filter(char::is_ascii_digit).count() >= 7 {
@@ -799,7 +942,7 @@ impl SqlStore {
         }
     }
 
-    async fn feed_call(tx: &mut WriteTx, k: &Call) -> StoreResult<()> {
+    pub(crate) async fn feed_call(tx: &mut WriteTx, k: &Call) -> StoreResult<()> {
         if k.client_id.is_none() && k.lead_id.is_none() {
             return Ok(());
         }
@@ -1015,7 +1158,7 @@ pub(crate) fn dialog_change(d: &Dialog, op: &'static str) -> Change {
         .owner(d.assignee_id, d.shared)
 }
 
-fn call_change(k: &Call, op: &'static str) -> Change {
+pub(crate) fn call_change(k: &Call, op: &'static str) -> Change {
     Change::new("call", k.id, op, k)
         .party(k.client_id, k.lead_id)
         .interest(k.interest_id)

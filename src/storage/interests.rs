@@ -561,7 +561,7 @@ impl SqlStore {
         Ok(x)
     }
 
-    async fn feed_interaction(tx: &mut WriteTx, x: &Interaction) -> StoreResult<()> {
+    pub(crate) async fn feed_interaction(tx: &mut WriteTx, x: &Interaction) -> StoreResult<()> {
         let kind = match x.kind {
             InteractionKind::Call => FeedKind::Call,
             InteractionKind::Meeting => FeedKind::Meeting,

@@ -34,6 +34,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_canned_responses.sql"),
         postgres: include_str!("../../migrations/postgres/0003_canned_responses.sql"),
     },
+    Migration {
+        version: 4,
+        name: "telephony",
+        sqlite: include_str!("../../migrations/sqlite/0004_telephony.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_telephony.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "channels",
+        sqlite: include_str!("../../migrations/sqlite/0005_channels.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_channels.sql"),
+    },
 ];
 
 /// Applies the pending migrations.

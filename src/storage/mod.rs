@@ -18,6 +18,7 @@ pub mod access;
 mod by_id;
 mod canned;
 mod changes;
+mod channels;
 mod clients;
 mod cursor;
 mod dialogs;
@@ -28,6 +29,7 @@ pub mod postgres;
 mod routing;
 mod rows;
 pub mod sqlite;
+mod telephony;
 mod users;
 mod validate_ref;
 
@@ -40,6 +42,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::domain::*;
 pub use changes::Change;
+pub use channels::{is_file_key, FileContent, MAX_STATE_VALUE};
 pub use cursor::Cursor;
 
 /// Errors of the store. `NotFound` covers rows the actor may not see.
@@ -640,6 +643,53 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         inputs: &[IngestMessage],
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
+    /// Persists a call event and applies it to its call (opening the call on its first
+    /// `ringing`); idempotent on `(connector_id, external_id)`.
+    async fn ingest_call(&self, input: &IngestCall) -> StoreResult<CallOutcome>;
+    /// Click-to-call: a call from the actor's extension to `to`, pending for
+    /// `connector_id`, with our id `call_external_id`.
+    async fn create_originate(
+        &self,
+        actor: &Actor,
+        connector_id: &str,
+        call_external_id: &str,
+        to: &str,
+        client_id: Option<Id>,
+        lead_id: Option<Id>,
+    ) -> StoreResult<Call>;
+    /// Click-to-calls still to hand to `connector_id` (stale ones dropped).
+    async fn pending_originates(
+        &self,
+        connector_id: &str,
+        after: Id,
+        limit: i64,
+    ) -> StoreResult<Vec<Call>>;
+    /// Marks a click-to-call handed over; false if it was no longer pending.
+    async fn originate_sent(&self, call_id: Id) -> StoreResult<bool>;
+    /// Applies the configured extension → login pairs; returns what could not be applied.
+    async fn assign_extensions(&self, pairs: &[(String, String)]) -> StoreResult<Vec<String>>;
+    /// The HTML body of a message the actor may see (`None`: it has none).
+    async fn message_html(&self, actor: &Actor, message_id: Id) -> StoreResult<Option<String>>;
+    /// Stores a file a connector received, by content; returns its key (hex SHA-256).
+    async fn put_file(
+        &self,
+        connector_id: &str,
+        mime_type: &str,
+        content: &[u8],
+    ) -> StoreResult<String>;
+    /// A stored file by key; `None` when there is none (or the key is malformed).
+    async fn get_file(&self, key: &str) -> StoreResult<Option<FileContent>>;
+    /// The kind and value of identity `identity_id` (where a reply must go).
+    async fn identity_value(&self, identity_id: Id) -> StoreResult<Option<(String, String)>>;
+    /// A value a connector instance stored under `key`.
+    async fn connector_state(&self, connector_id: &str, key: &str) -> StoreResult<Option<String>>;
+    /// Stores a connector instance's value under `key`.
+    async fn set_connector_state(
+        &self,
+        connector_id: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<()>;
 }
 
 /// The SQL store. Open it with [`SqlStore::open`].
@@ -1449,6 +1499,83 @@ impl Store for SqlStore {
         inputs: &[IngestMessage],
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         self.ingest_messages_impl(inputs).await
+    }
+
+    async fn ingest_call(&self, input: &IngestCall) -> StoreResult<CallOutcome> {
+        self.ingest_call_impl(input).await
+    }
+
+    async fn create_originate(
+        &self,
+        actor: &Actor,
+        connector_id: &str,
+        call_external_id: &str,
+        to: &str,
+        client_id: Option<Id>,
+        lead_id: Option<Id>,
+    ) -> StoreResult<Call> {
+        self.create_originate_impl(
+            actor,
+            connector_id,
+            call_external_id,
+            to,
+            client_id,
+            lead_id,
+        )
+        .await
+    }
+
+    async fn pending_originates(
+        &self,
+        connector_id: &str,
+        after: Id,
+        limit: i64,
+    ) -> StoreResult<Vec<Call>> {
+        self.pending_originates_impl(connector_id, after, limit)
+            .await
+    }
+
+    async fn originate_sent(&self, call_id: Id) -> StoreResult<bool> {
+        self.originate_sent_impl(call_id).await
+    }
+
+    async fn assign_extensions(&self, pairs: &[(String, String)]) -> StoreResult<Vec<String>> {
+        self.assign_extensions_impl(pairs).await
+    }
+
+    async fn put_file(
+        &self,
+        connector_id: &str,
+        mime_type: &str,
+        content: &[u8],
+    ) -> StoreResult<String> {
+        self.put_file_impl(connector_id, mime_type, content).await
+    }
+
+    async fn message_html(&self, actor: &Actor, message_id: Id) -> StoreResult<Option<String>> {
+        self.message_html_impl(actor, message_id).await
+    }
+
+    async fn get_file(&self, key: &str) -> StoreResult<Option<FileContent>> {
+        self.get_file_impl(key).await
+    }
+
+    async fn identity_value(&self, identity_id: Id) -> StoreResult<Option<(String, String)>> {
+        self.identity_value_impl(identity_id).await
+    }
+
+    async fn connector_state(&self, connector_id: &str, key: &str) -> StoreResult<Option<String>> {
+        self.connector_state_impl(connector_id, key).await
+    }
+
+    async fn set_connector_state(
+        &self,
+        connector_id: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<()> {
+        self.set_connector_state_impl(connector_id, key, value)
+            .await
     }
 
     async fn hub_setting(&self, key: &str, init: &str) -> StoreResult<String> {

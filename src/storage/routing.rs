@@ -1104,7 +1104,30 @@ impl SqlStore {
         super::dialogs::check_attachments(&input.attachments)?;
         let display_name =
             optional_text("display_name", input.display_name.as_deref(), Limits::NAME)?;
-        let subject = optional_text("subject", input.subject.as_deref(), Limits::NAME)?;
+        // A long subject, a heavy HTML body or a long quoted history must not cost the
+        // message: they are cut, not refused (the text and attachments carry the content).
+        let subject = clip(input.subject.as_deref(), Limits::NAME);
+        let html = input
+            .html
+            .as_deref()
+            .filter(|h| h.len() <= MAX_HTML && !h.trim().is_empty())
+            .map(str::to_owned);
+        let quoted = clip(input.quoted.as_deref(), Limits::TEXT);
+        let traffic_source = match &input.traffic_source {
+            Some(t) if t.is_object() => {
+                let s = t.to_string();
+                if s.len() > 4096 {
+                    return Err(FieldError::new(
+                        "traffic_source",
+                        "too_long",
+                        "the traffic source is at most 4096 bytes of JSON",
+                    )
+                    .into());
+                }
+                Some(s)
+            }
+            _ => None,
+        };
         // Identities that do not normalize are dropped (and reported by the pipeline).
         let mut identities: Vec<(IdentityKind, String)> = Vec::new();
         for (kind, value) in &input.identities {
@@ -1119,6 +1142,9 @@ impl SqlStore {
             text,
             display_name,
             subject,
+            html,
+            quoted,
+            traffic_source,
             identities,
         })
     }
@@ -1135,6 +1161,9 @@ impl SqlStore {
             text,
             display_name,
             subject,
+            html,
+            quoted,
+            traffic_source,
             identities,
         } = checked;
         let input: &IngestMessage = input;
@@ -1209,17 +1238,22 @@ impl SqlStore {
                 department_id: input.department_id,
                 shared: true,
             };
+            // A form or call tracking says where the sender came from: that is the source.
+            let summary = input
+                .traffic_source
+                .as_ref()
+                .and_then(crate::domain::traffic_summary);
+            let source = summary.clone().unwrap_or_else(|| input.channel.clone());
             let lead = self
-                .insert_lead(
-                    tx,
-                    &name,
-                    None,
-                    &phone,
-                    &email,
-                    Some(input.channel.clone()),
-                    own,
-                )
+                .insert_lead(tx, &name, None, &phone, &email, Some(source), own)
                 .await?;
+            if traffic_source.is_some() {
+                sqlx::query("UPDATE leads SET traffic_source = $1 WHERE id = $2")
+                    .bind(traffic_source)
+                    .bind(lead.id)
+                    .execute(tx.conn())
+                    .await?;
+            }
             for (i, (kind, value)) in identities.iter().enumerate() {
                 let ident = self.add_lead_identity(tx, lead.id, *kind, value).await?;
                 if i == 0 {
@@ -1281,7 +1315,13 @@ impl SqlStore {
                 title.trim(),
                 None,
                 "RUB",
-                Some(input.channel.clone()),
+                Some(
+                    input
+                        .traffic_source
+                        .as_ref()
+                        .and_then(crate::domain::traffic_summary)
+                        .unwrap_or_else(|| input.channel.clone()),
+                ),
                 Ownership {
                     responsible_id: None,
                     department_id: input.department_id,
@@ -1389,7 +1429,8 @@ impl SqlStore {
         // 7. The message.
         let sql = format!(
             "INSERT INTO messages (dialog_id, direction, connector_id, external_id, body, attachments, delivery_status, \
-             sent_at, created_at, updated_at) VALUES ($1, 'inbound', $2, $3, $4, $5, 'received', $6, $7, $7) \
+             sent_at, created_at, updated_at, subject, html, quoted) \
+             VALUES ($1, 'inbound', $2, $3, $4, $5, 'received', $6, $7, $7, $8, $9, $10) \
              ON CONFLICT (connector_id, external_id) DO NOTHING RETURNING {}",
             rows::MESSAGE_COLS.replace("m.", "")
         );
@@ -1401,6 +1442,9 @@ impl SqlStore {
             .bind(serde_json::to_string(&input.attachments).unwrap_or_else(|_| "[]".into()))
             .bind(sent_at.micros())
             .bind(tx.now.micros())
+            .bind(subject)
+            .bind(html)
+            .bind(quoted)
             .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {
@@ -1424,12 +1468,26 @@ impl SqlStore {
     }
 }
 
+/// The largest HTML body kept with a message, in bytes; a bigger one is dropped (the text
+/// stays).
+const MAX_HTML: usize = 1024 * 1024;
+
+/// `s` trimmed and cut to `max` characters; `None` when empty.
+fn clip(s: Option<&str>, max: usize) -> Option<String> {
+    let s = s?.trim();
+    (!s.is_empty()).then(|| s.chars().take(max).collect())
+}
+
 /// An inbound message that passed its checks, with its normalized fields.
 pub(crate) struct CheckedIngest<'a> {
     input: &'a IngestMessage,
     text: Option<String>,
     display_name: Option<String>,
     subject: Option<String>,
+    html: Option<String>,
+    quoted: Option<String>,
+    /// JSON text of the traffic source object.
+    traffic_source: Option<String>,
     identities: Vec<(IdentityKind, String)>,
 }
 

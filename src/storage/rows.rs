@@ -53,7 +53,8 @@ fn json_map(r: &AnyRow, col: &str) -> StoreResult<serde_json::Map<String, serde_
 }
 
 pub(crate) const USER_COLS: &str =
-    "u.id, u.login, u.name, u.email, u.role, u.department_id, u.active, u.must_change_password, u.created_at, u.updated_at";
+    "u.id, u.login, u.name, u.email, u.role, u.department_id, u.active, u.must_change_password, u.extension, u.created_at, \
+     u.updated_at";
 
 pub(crate) fn user(r: &AnyRow) -> StoreResult<User> {
     Ok(User {
@@ -65,6 +66,7 @@ pub(crate) fn user(r: &AnyRow) -> StoreResult<User> {
         department_id: opt_id(r, "department_id")?,
         active: flag(r, "active")?,
         must_change_password: flag(r, "must_change_password")?,
+        extension: opt_text(r, "extension")?,
         created_at: ts(r, "created_at")?,
         updated_at: ts(r, "updated_at")?,
     })
@@ -317,8 +319,14 @@ fn dialog_with(r: &AnyRow, p: &str) -> StoreResult<Dialog> {
 }
 
 pub(crate) const MESSAGE_COLS: &str = "m.id, m.dialog_id, m.direction, m.connector_id, m.external_id, \
-     m.provider_message_id, m.body, m.attachments, m.delivery_status, m.delivery_error, m.author_user_id, \
-     m.sent_at, m.created_at";
+     m.provider_message_id, m.body, m.subject, CAST(CASE WHEN m.html IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_html, \
+     m.quoted, m.attachments, m.delivery_status, \
+     m.delivery_error, m.author_user_id, m.sent_at, m.created_at";
+
+/// Whether a message row has an HTML body (the body itself is read on its own).
+fn rows_has_html(r: &AnyRow) -> StoreResult<bool> {
+    Ok(id(r, "has_html")? != 0)
+}
 
 pub(crate) fn message(r: &AnyRow) -> StoreResult<Message> {
     let attachments: Vec<Attachment> = serde_json::from_str(&text(r, "attachments")?)
@@ -331,6 +339,10 @@ pub(crate) fn message(r: &AnyRow) -> StoreResult<Message> {
         external_id: text(r, "external_id")?,
         provider_message_id: opt_text(r, "provider_message_id")?,
         body: opt_text(r, "body")?,
+        subject: opt_text(r, "subject")?,
+        html: None,
+        has_html: rows_has_html(r)?,
+        quoted: opt_text(r, "quoted")?,
         attachments,
         delivery_status: parsed(r, "delivery_status", DeliveryStatus::parse)?,
         delivery_error: opt_text(r, "delivery_error")?,
@@ -342,8 +354,8 @@ pub(crate) fn message(r: &AnyRow) -> StoreResult<Message> {
 
 pub(crate) const CALL_COLS: &str = "k.id, k.connector_id, k.external_id, k.direction, k.from_number, \
      k.to_number, k.status, k.missed_reason, k.operator_id, k.extension, k.client_id, k.contact_id, k.lead_id, \
-     k.interest_id, k.started_at, k.answered_at, k.ended_at, k.duration_secs, k.recording_url, k.created_at, \
-     k.updated_at";
+     k.interest_id, k.started_at, k.answered_at, k.ended_at, k.duration_secs, k.recording_url, k.traffic_source, \
+     k.created_at, k.updated_at";
 
 pub(crate) fn call(r: &AnyRow) -> StoreResult<Call> {
     Ok(Call {
@@ -366,6 +378,10 @@ pub(crate) fn call(r: &AnyRow) -> StoreResult<Call> {
         ended_at: opt_ts(r, "ended_at")?,
         duration_secs: opt_id(r, "duration_secs")?,
         recording_url: opt_text(r, "recording_url")?,
+        traffic_source: opt_text(r, "traffic_source")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("traffic_source is not JSON".into()))?,
         created_at: ts(r, "created_at")?,
         updated_at: ts(r, "updated_at")?,
     })

@@ -186,15 +186,35 @@ impl SqlStore {
             department_exists(&mut tx, "department_id", d).await?;
             u.department_id = Some(d);
         }
+        if let Some(x) = &patch.extension {
+            u.extension = extension("extension", x)?;
+        }
         if unchanged(&before, &u) && password_hash.is_none() {
             // Nothing to write, nothing to log.
             return Ok(before);
         }
         u.updated_at = tx.now;
+        if u.extension.is_some() && u.extension != before.extension {
+            let taken: Option<String> =
+                sqlx::query_scalar("SELECT login FROM users WHERE extension = $1 AND id <> $2")
+                    .bind(&u.extension)
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            if let Some(login) = taken {
+                return Err(StoreError::Duplicate {
+                    field: "extension".into(),
+                    message: format!(
+                        "extension {} is {login}'s",
+                        u.extension.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+        }
         sqlx::query(
             "UPDATE users SET name = $1, email = $2, role = $3, department_id = $4, active = $5, updated_at = $6, \
              password_hash = COALESCE($7, password_hash), \
-             must_change_password = CASE WHEN $7 IS NULL THEN must_change_password ELSE 1 END WHERE id = $8",
+             must_change_password = CASE WHEN $7 IS NULL THEN must_change_password ELSE 1 END, extension = $9 WHERE id = $8",
         )
         .bind(&u.name)
         .bind(&u.email)
@@ -204,8 +224,10 @@ impl SqlStore {
         .bind(u.updated_at.micros())
         .bind(password_hash.as_deref())
         .bind(id)
+        .bind(&u.extension)
         .execute(tx.conn())
-        .await?;
+        .await
+        .map_err(super::conflict_on("extension", "the extension was taken concurrently"))?;
         if !u.active || password_hash.is_some() {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(id)
@@ -584,5 +606,68 @@ impl SqlStore {
         ));
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A phone extension as stored: 1 to 32 of `0-9 * #`; empty means none.
+pub(crate) fn extension(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.len() <= 32
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
+        Ok(Some(v.to_owned()))
+    } else {
+        Err(FieldError::new(
+            field,
+            "invalid_extension",
+            "an extension is 1 to 32 of 0-9, * and #",
+        ))
+    }
+}
+
+impl SqlStore {
+    /// Gives each extension to the user with the login (taking it from whoever had it).
+    /// Returns a warning per pair that could not be applied.
+    pub(crate) async fn assign_extensions_impl(
+        &self,
+        pairs: &[(String, String)],
+    ) -> StoreResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut tx = self.write(&Actor::System).await?;
+        for (ext, login) in pairs {
+            let ext = match extension("extension", ext) {
+                Ok(Some(x)) => x,
+                _ => {
+                    warnings.push(format!("telephony.extensions: `{ext}` is not an extension"));
+                    continue;
+                }
+            };
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE login = $1")
+                .bind(login)
+                .fetch_optional(tx.conn())
+                .await?;
+            let Some(id) = id else {
+                warnings.push(format!(
+                    "telephony.extensions: no user `{login}` for extension {ext}"
+                ));
+                continue;
+            };
+            sqlx::query("UPDATE users SET extension = NULL WHERE extension = $1 AND id <> $2")
+                .bind(&ext)
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query("UPDATE users SET extension = $1 WHERE id = $2")
+                .bind(&ext)
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(warnings)
     }
 }

@@ -245,3 +245,116 @@ pub async fn update_call(
     a.require(Scope::CallsWrite)?;
     Ok(Json(s.store.update_call(&a.actor, id, &p).await?))
 }
+
+/// A click-to-call request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OriginateInput {
+    /// The number to dial, in any format (it is normalized to E.164).
+    pub to: String,
+    /// The client being called (recognised by number when absent).
+    #[serde(default)]
+    pub client_id: Option<Id>,
+    /// The lead being called.
+    #[serde(default)]
+    pub lead_id: Option<Id>,
+    /// Which telephony instance places the call, when several can.
+    #[serde(default)]
+    pub connector_id: Option<String>,
+}
+
+/// Click-to-call: the PBX rings your extension first and dials `to` when you pick up. The
+/// call is answered at once, `ringing`; its progress arrives over the operator socket.
+#[utoipa::path(post, path = "/api/v1/calls/originate", tag = "calls", request_body = OriginateInput,
+    responses((status = 202, body = Call), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn originate_call(
+    State(s): State<AppState>,
+    a: Auth,
+    ApiJson(input): ApiJson<OriginateInput>,
+) -> Result<(StatusCode, Json<Call>), ApiError> {
+    a.require(Scope::CallsWrite)?;
+    let capable: Vec<&String> = s
+        .config
+        .connectors
+        .iter()
+        .filter(|(_, c)| c.can_originate())
+        .map(|(id, _)| id)
+        .collect();
+    let connector = match &input.connector_id {
+        Some(id) if capable.contains(&id) => id.clone(),
+        Some(_) => {
+            return Err(ApiError::from(FieldError::new(
+                "connector_id",
+                "not_found",
+                "no telephony instance with this id can place calls",
+            )))
+        }
+        None => match capable.first() {
+            Some(id) => (*id).clone(),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "no_telephony",
+                    "no telephony connector that can place calls is configured",
+                ))
+            }
+        },
+    };
+    let call_id = format!(
+        "k-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let k = s
+        .store
+        .create_originate(
+            &a.actor,
+            &connector,
+            &call_id,
+            &input.to,
+            input.client_id,
+            input.lead_id,
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(k)))
+}
+
+/// A channel instance through which the hub can start a conversation.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct OutgoingChannel {
+    /// The connector instance (`connector_id` of the new dialog).
+    pub connector_id: String,
+    /// Its channel name (`channel` of the new dialog).
+    pub channel: String,
+    /// Its type (`email`).
+    pub kind: String,
+    /// The identity kind it writes to (`email`).
+    pub to: String,
+}
+
+/// Channels an operator can start a conversation on (an email from the client card): open
+/// a dialog there with `POST /api/v1/dialogs` (a new `external_thread_id`, the
+/// `identity_id` to write to, the `subject`), then post the message.
+#[utoipa::path(get, path = "/api/v1/channels/outgoing", tag = "dialogs",
+    responses((status = 200, body = Vec<OutgoingChannel>), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn outgoing_channels(
+    State(s): State<AppState>,
+    a: Auth,
+) -> Result<Json<Vec<OutgoingChannel>>, ApiError> {
+    a.require(Scope::DialogsWrite)?;
+    Ok(Json(
+        s.config
+            .connectors
+            .iter()
+            .filter_map(|(id, c)| {
+                c.starts_to().map(|to| OutgoingChannel {
+                    connector_id: id.clone(),
+                    channel: c.channel(),
+                    kind: c.kind().to_owned(),
+                    to: to.to_owned(),
+                })
+            })
+            .collect(),
+    ))
+}

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod canned;
 pub mod clients;
 pub mod dialogs;
+pub mod files;
 pub mod interests;
 pub mod realtime;
 
@@ -89,6 +90,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(realtime::get_routing, realtime::update_routing))
         .routes(routes!(realtime::set_capacity))
         .routes(routes!(realtime::connectors))
+        .routes(routes!(files::get_file))
+        .routes(routes!(files::get_file_by_key))
+        .routes(routes!(files::message_html))
         .routes(routes!(admin::changes))
         .routes(routes!(clients::search_clients, clients::create_client))
         .routes(routes!(clients::get_client, clients::update_client))
@@ -125,6 +129,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dialogs::update_delivery))
         .routes(routes!(dialogs::list_calls, dialogs::record_call))
         .routes(routes!(dialogs::get_call, dialogs::update_call))
+        .routes(routes!(dialogs::originate_call))
+        .routes(routes!(dialogs::outgoing_channels))
         .routes(routes!(
             canned::list_canned_responses,
             canned::create_canned_response

@@ -352,6 +352,7 @@ pub async fn connectors(
             id: crate::http::ws::widget::connector_id(key),
             kind: "widget".into(),
             state: crate::pipeline::host::ConnectorState::Running,
+            counters: crate::pipeline::host::ConnectorCounters::default(),
         });
     }
     Ok(Json(list))
