@@ -33,6 +33,7 @@ export async function api(method, path, body) {
   if (!res.ok) {
     const err = (json && json.error) || {};
     const e = new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText);
+    e.field = err.field || null;
     if (res.status === 401 && !path.endsWith('/auth/login')) {
       window.dispatchEvent(new CustomEvent(SESSION_ENDED));
     }

@@ -94,3 +94,20 @@ export function randomId() {
   const b = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
+
+/**
+ * An email's HTML body (sanitized by the connector) in a frame. The document comes from
+ * `/api/v1/messages/{id}/html`, whose own policy makes it an opaque origin that runs no
+ * script and loads nothing remote (a tracking pixel the sanitizer missed is not fetched);
+ * `sandbox` says the same from this side. The parent cannot measure the frame, so it has a
+ * fixed height the operator can drag.
+ */
+export function mailFrame(messageId, title) {
+  return h('iframe', {
+    class: 'mail-html',
+    src: `/api/v1/messages/${Number(messageId)}/html`,
+    sandbox: 'allow-popups allow-popups-to-escape-sandbox',
+    referrerpolicy: 'no-referrer',
+    title,
+  });
+}

@@ -3,25 +3,41 @@
 // task; they appear in the Feed at once, here and in every other console watching.
 
 import { all, api } from './api.js';
-import { h, replace, richText, shortTime } from './dom.js';
+import { h, randomId, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
 import { InterestCard, money } from './interest.js';
 
 const KINDS = ['note', 'task', 'message', 'email', 'call', 'meeting', 'interest'];
 const REFRESH_DEBOUNCE_MS = 120;
 
+// The mailboxes the hub can write from (read once per page; none: no Email action).
+let mailboxes = null;
+function loadMailboxes() {
+  if (!mailboxes) {
+    mailboxes = api('GET', '/api/v1/channels/outgoing')
+      .then((list) => list.filter((c) => c.to === 'email'))
+      .catch(() => {
+        mailboxes = null;
+        return [];
+      });
+  }
+  return mailboxes;
+}
+
 export class PartyPanel {
   /**
    * `party`: `{ type: 'client' | 'lead', id }`. The panel follows the party's topic on
    * `live` from the moment it reads the Feed, so nothing written in between is missed.
    */
-  constructor(el, live, party, { onError, userName }) {
+  constructor(el, live, party, { onError, userName, onOpenCard, onDial }) {
     this.el = el;
     this.live = live;
     this.party = party;
     this.topic = `${party.type}:${party.id}`;
     this.onError = onError;
     this.userName = userName || ((id) => `#${id}`);
+    this.onOpenCard = onOpenCard || null;
+    this.onDial = onDial || null;
     this.interests = [];
     this.card = null;
     this.kind = '';
@@ -137,7 +153,12 @@ export class PartyPanel {
     this.interestsEl = h('ul', { class: 'interests', id: 'interests' });
     this.actionsEl = h('div', { class: 'party-actions' },
       h('button', { id: 'add-note', onclick: () => this.openForm('note') }, t('party.add_note')),
-      h('button', { id: 'add-task', onclick: () => this.openForm('task') }, t('party.add_task')));
+      h('button', { id: 'add-task', onclick: () => this.openForm('task') }, t('party.add_task')),
+      h('button', { id: 'add-plan', onclick: () => this.openForm('plan') }, t('party.plan')),
+      this.emailAction = h('button', { id: 'add-email', hidden: true, onclick: () => this.openEmail() }, t('party.email')),
+      this.party.type === 'client' && this.onOpenCard
+        ? h('button', { id: 'open-card', class: 'link', onclick: () => this.onOpenCard(this.party.id) }, t('party.open_card'))
+        : null);
     this.formEl = h('div', { class: 'party-form' });
     const filter = h('select', { id: 'feed-filter', 'aria-label': t('feed.filter') },
       h('option', { value: '' }, t('feed.all')),
@@ -170,7 +191,69 @@ export class PartyPanel {
       h('span', { class: 'muted' }, `${t(`interest.status.${i.status}`)} · ${money(i.amount_minor, i.currency)}`)))));
   }
 
+  /** The party's email addresses. */
+  emails() {
+    const r = this.record;
+    if (!r) return [];
+    if (this.party.type === 'lead') return r.email ? [r.email] : [];
+    return (r.identities || []).filter((i) => i.kind === 'email').map((i) => i.value);
+  }
+
+  /** Shows the Email action when there is a mailbox to write from and an address to write to. */
+  async showEmailAction() {
+    const boxes = await loadMailboxes();
+    if (this.emailAction) this.emailAction.hidden = !(boxes.length && this.emails().length);
+  }
+
+  /** A new email to the party: a dialog on the mailbox, then the message; it goes out like any reply. */
+  async openEmail() {
+    const boxes = await loadMailboxes();
+    const emails = this.emails();
+    if (!boxes.length || !emails.length) return;
+    const to = h('select', { id: 'email-to', 'aria-label': t('party.email_to') }, emails.map((e) => h('option', { value: e }, e)));
+    const from = boxes.length > 1
+      ? h('select', { id: 'email-from', 'aria-label': t('party.email_from') }, boxes.map((b) => h('option', { value: b.connector_id }, b.connector_id)))
+      : null;
+    const subject = h('input', { id: 'email-subject', required: true, 'aria-label': t('party.subject'), placeholder: t('party.subject') });
+    const body = h('textarea', { id: 'email-body', rows: 5, required: true, 'aria-label': t('party.email_text'), placeholder: t('party.email_text') });
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const send = h('button', { type: 'submit', class: 'primary', id: 'email-send' }, t('party.email_send'));
+    const form = h('form', { id: 'email-form' }, to, from, subject, body, error,
+      h('div', { class: 'row' }, send,
+        h('button', { type: 'button', class: 'link', onclick: () => replace(this.formEl) }, t('party.cancel'))));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!subject.value.trim()) { subject.focus(); return; }
+      if (!body.value.trim()) { body.focus(); return; }
+      send.disabled = true;
+      try {
+        const box = boxes.find((b) => !from || b.connector_id === from.value) || boxes[0];
+        const identity = await api('GET', `/api/v1/identities/lookup?kind=email&value=${encodeURIComponent(to.value)}`);
+        const dialog = await api('POST', '/api/v1/dialogs', {
+          channel: box.channel,
+          connector_id: box.connector_id,
+          external_thread_id: `hub-${randomId()}`,
+          identity_id: identity.id,
+          [`${this.party.type}_id`]: this.party.id,
+          subject: subject.value.trim(),
+        });
+        await api('POST', `/api/v1/dialogs/${dialog.id}/messages`, { external_id: randomId(), body: body.value.trim() });
+        replace(this.formEl);
+        this.refreshSoon();
+      } catch (err) {
+        error.textContent = t('error.generic', err.message);
+        send.disabled = false;
+      }
+    });
+    form.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') replace(this.formEl);
+    });
+    replace(this.formEl, form);
+    subject.focus();
+  }
+
   renderHead() {
+    this.showEmailAction();
     if (!this.headEl) return;
     const r = this.record;
     if (!r) {
@@ -179,16 +262,22 @@ export class PartyPanel {
     }
     const contacts = [];
     if (this.party.type === 'lead') {
-      if (r.phone) contacts.push(r.phone);
-      if (r.email) contacts.push(r.email);
+      if (r.phone) contacts.push({ kind: 'phone', value: r.phone });
+      if (r.email) contacts.push({ kind: 'email', value: r.email });
     } else {
-      for (const i of r.identities || []) contacts.push(i.value);
+      for (const i of r.identities || []) contacts.push(i);
     }
     replace(this.headEl,
       h('h3', { id: 'party-name' }, r.name),
       h('span', { class: 'badge' }, t(this.party.type === 'lead' ? 'party.lead' : 'party.client')),
       r.company_name ? h('p', { class: 'muted' }, r.company_name) : null,
-      h('ul', { class: 'contacts' }, contacts.map((c) => h('li', {}, c))));
+      h('ul', { class: 'contacts' }, contacts.map((c) => h('li', {}, c.value,
+        c.kind === 'phone' && this.onDial
+          ? h('button', {
+            type: 'button', class: 'link dial', title: t('call.dial', c.value), 'aria-label': t('call.dial', c.value),
+            dataset: { number: c.value }, onclick: () => this.onDial(c.value),
+          }, '☎')
+          : null))));
   }
 
   renderFeed() {
@@ -205,13 +294,21 @@ export class PartyPanel {
       e.preview ? h('div', { class: 'feed-preview' }, richText(e.preview)) : null)));
   }
 
+  /** `kind`: `note`, `task`, or `plan` (a call or meeting planned for a time). */
   openForm(kind) {
     const subject = h('input', { id: `${kind}-subject`, required: true, 'aria-label': t('party.subject'), placeholder: t('party.subject') });
-    const body = kind === 'note' ? h('textarea', { id: 'note-body', rows: 3, placeholder: t('party.note_text'), 'aria-label': t('party.note_text') }) : null;
-    const due = kind === 'task' ? h('input', { id: 'task-due', type: 'datetime-local', 'aria-label': t('party.due') }) : null;
+    const body = kind === 'note' || kind === 'plan'
+      ? h('textarea', { id: `${kind}-body`, rows: kind === 'note' ? 3 : 2, placeholder: t('party.note_text'), 'aria-label': t('party.note_text') }) : null;
+    const what = kind === 'plan'
+      ? h('select', { id: 'plan-kind', 'aria-label': t('party.plan_kind') },
+        ['call', 'meeting'].map((k) => h('option', { value: k }, t(`feed.kind.${k}`))))
+      : null;
+    const due = kind === 'task' || kind === 'plan'
+      ? h('input', { id: `${kind}-due`, type: 'datetime-local', required: kind === 'plan', 'aria-label': t(kind === 'plan' ? 'party.when' : 'party.due') })
+      : null;
     const error = h('p', { class: 'form-error', role: 'alert' });
     const save = h('button', { type: 'submit', class: 'primary', id: `${kind}-save` }, t('party.save'));
-    const form = h('form', { id: `${kind}-form` }, subject, body, due, error,
+    const form = h('form', { id: `${kind}-form` }, what, subject, body, due, error,
       h('div', { class: 'row' }, save,
         h('button', { type: 'button', class: 'link', onclick: () => replace(this.formEl) }, t('party.cancel'))));
     form.addEventListener('submit', async (e) => {
@@ -220,9 +317,13 @@ export class PartyPanel {
         subject.focus();
         return;
       }
+      if (kind === 'plan' && !due.value) {
+        due.focus();
+        return;
+      }
       save.disabled = true;
       try {
-        await this.add(kind, subject.value.trim(), body && body.value.trim(), due && due.value);
+        await this.add(what ? what.value : kind, subject.value.trim(), body && body.value.trim(), due && due.value);
         replace(this.formEl);
       } catch (err) {
         error.textContent = t('error.generic', err.message);

@@ -3,11 +3,15 @@
 // reconnect resumes where each topic left off, so nothing is missed and nothing repeats.
 
 import { all, api } from './api.js';
-import { elapsed, h, randomId, replace, richText, shortTime } from './dom.js';
+import { elapsed, h, mailFrame, randomId, replace, richText, shortTime } from './dom.js';
 import { lang, t } from './i18n.js';
 import { Canned } from './canned.js';
 import { Live } from './live.js';
 import * as notify from './notify.js';
+import { Callbacks } from './callbacks.js';
+import { CallPopups, dial } from './calls.js';
+import { ClientCardView } from './client.js';
+import { IntakeWizard } from './intake.js';
 import { PartyPanel } from './party.js';
 import { SupervisorView } from './supervisor.js';
 
@@ -52,6 +56,8 @@ export class Workspace {
     this.view = 'dialogs';
     this.supervisor = null;
     this.canned = new Canned(user);
+    this.calls = new CallPopups(this);
+    this.callbacks = new Callbacks(this);
     this.renderQueued = false;
     this.readTimer = null;
   }
@@ -90,11 +96,16 @@ export class Workspace {
       // First connection: snapshot from this position, then live from it.
       this.loaded = true;
       const pos = this.live.position;
-      await Promise.all([this.loadColleagues(), this.loadDialogs()]);
+      await Promise.all([this.loadColleagues(), this.loadDialogs(), this.callbacks.load()]);
       this.live.follow(this.baseTopics(), pos);
       const m = location.hash.match(/^#\/dialogs\/(\d+)$/);
       if (m) this.open(Number(m[1]));
       else if (location.hash === '#/supervisor' && this.canSeeAll) this.showSupervisor();
+      else if (location.hash === '#/callbacks') this.showCallbacks();
+      else {
+        const c = location.hash.match(/^#\/clients\/(\d+)$/);
+        if (c) this.showClient(Number(c[1]));
+      }
     }
     // A reconnect: the socket resumed every topic itself; replies still unconfirmed go again
     // (the same client_msg_id: stored at most once).
@@ -146,6 +157,11 @@ export class Workspace {
       this.upsertDialog(d);
       // Assignments change operators' load.
       if (this.supervisor) this.supervisor.refreshSoon();
+    } else if (f.entity === 'call') {
+      this.calls.onCall(f);
+      if (f.data && f.data.status === 'missed') this.callbacks.refreshSoon();
+    } else if (f.entity === 'interaction') {
+      this.callbacks.refreshSoon();
     } else if (f.entity === 'presence' || f.entity === 'routing') {
       if (this.supervisor) this.supervisor.refreshSoon();
     } else if (f.entity === 'message') {
@@ -162,7 +178,7 @@ export class Workspace {
     if (old && old.updated_at && d.updated_at && old.updated_at > d.updated_at) return;
     this.dialogs.set(d.id, { ...old, ...d });
     this.queueRender();
-    if (d.id === this.current) {
+    if (d.id === this.current && this.view === 'dialogs') {
       this.renderHeader();
       this.showParty(this.dialogs.get(d.id));
     }
@@ -191,13 +207,19 @@ export class Workspace {
       replace(this.partyEl, d ? h('p', { class: 'placeholder' }, t('party.none')) : null);
       return;
     }
-    this.party = new PartyPanel(this.partyEl, this.live, party, {
+    this.party = this.partyPanel(party);
+    this.party.start();
+  }
+
+  partyPanel(party) {
+    return new PartyPanel(this.partyEl, this.live, party, {
       userName: (id) => this.userName(id),
+      onOpenCard: (id) => this.showClient(id),
+      onDial: (number) => dial(number, party, (msg) => this.flash(msg)),
       // A network error is already told by the connection badge.
       onError: (e) => (e.code === 'network' ? null
         : this.flash(e.status === 403 || e.status === 404 ? t('error.forbidden') : t('error.generic', e.message))),
     });
-    this.party.start();
   }
 
   onMessage(m) {
@@ -331,7 +353,24 @@ export class Workspace {
     }
   }
 
+  /** Missed calls to return, in the middle. */
+  showCallbacks() {
+    if (this.supervisor) this.supervisor.stop();
+    this.supervisor = null;
+    if (this.clientCard) this.clientCard.stop();
+    this.clientCard = null;
+    this.view = 'callbacks';
+    location.hash = '#/callbacks';
+    this.callbacks.el = this.mainEl;
+    this.callbacks.render();
+    this.callbacks.refreshSoon();
+    this.renderTop();
+  }
+
   showSupervisor() {
+    this.callbacks.el = null;
+    if (this.clientCard) this.clientCard.stop();
+    this.clientCard = null;
     this.view = 'supervisor';
     location.hash = '#/supervisor';
     this.supervisor = new SupervisorView(this.mainEl, this);
@@ -341,13 +380,41 @@ export class Workspace {
     this.renderTop();
   }
 
+  /** The full client card in the middle, the client's Feed and Interests beside it. */
+  showClient(id) {
+    if (this.supervisor) this.supervisor.stop();
+    this.supervisor = null;
+    if (this.clientCard) this.clientCard.stop();
+    this.callbacks.el = null;
+    this.view = 'client';
+    location.hash = `#/clients/${id}`;
+    this.clientCard = new ClientCardView(this.mainEl, this, id, { onBack: () => this.showDialogs() });
+    this.clientCard.start();
+    if (!(this.party && this.party.party.type === 'client' && this.party.party.id === id)) {
+      if (this.party) this.party.stop();
+      this.party = this.partyPanel({ type: 'client', id });
+      this.party.start();
+    }
+    this.renderTop();
+  }
+
   showDialogs() {
     this.view = 'dialogs';
     if (this.supervisor) this.supervisor.stop();
     this.supervisor = null;
-    if (location.hash === '#/supervisor') location.hash = '';
+    if (this.clientCard) this.clientCard.stop();
+    this.clientCard = null;
+    this.callbacks.el = null;
+    if (location.hash === '#/supervisor' || location.hash === '#/callbacks' || location.hash.startsWith('#/clients/')) {
+      location.hash = this.current !== null ? `#/dialogs/${this.current}` : '';
+    }
     this.renderMain();
-    if (this.party) this.party.render();
+    if (this.current !== null) this.showParty(this.dialogs.get(this.current));
+    else if (this.party) {
+      this.party.stop();
+      this.party = null;
+      replace(this.partyEl);
+    }
     this.renderTop();
   }
 
@@ -386,7 +453,9 @@ export class Workspace {
       h('aside', { class: 'side' }, this.tabsEl, this.listEl),
       this.mainEl,
       this.partyEl,
-      this.flashEl));
+      this.flashEl,
+      this.calls.el));
+    this.calls.render();
     this.renderTop();
     this.renderList();
     this.renderMain();
@@ -407,6 +476,10 @@ export class Workspace {
           onclick: () => (this.view === 'supervisor' ? this.showDialogs() : this.showSupervisor()),
         }, t(this.view === 'supervisor' ? 'top.dialogs' : 'top.supervisor'))
         : null,
+      h('button', {
+        class: `link${this.view === 'callbacks' ? ' current' : ''}`, id: 'callbacks-toggle',
+        onclick: () => (this.view === 'callbacks' ? this.showDialogs() : this.showCallbacks()),
+      }, t('callbacks.title'), this.callbacks.mine() ? h('span', { class: 'count', id: 'callbacks-count' }, String(this.callbacks.mine())) : null),
       h('span', { class: 'spacer' }),
       notify.canAsk()
         ? h('button', { class: 'link', id: 'notify', onclick: async () => { await notify.ask(); this.renderTop(); } }, t('notify.enable'))
@@ -575,6 +648,18 @@ export class Workspace {
   }
 
   renderMain() {
+    if (this.view === 'callbacks') {
+      this.callbacks.el = this.mainEl;
+      this.callbacks.render();
+      return;
+    }
+    if (this.view === 'client') {
+      if (this.clientCard) {
+        this.clientCard.el = this.mainEl;
+        this.clientCard.render();
+      }
+      return;
+    }
     if (this.view === 'supervisor') {
       if (this.supervisor) {
         this.supervisor.el = this.mainEl;
@@ -662,6 +747,7 @@ export class Workspace {
       h('span', { class: 'assignee' }, who),
       d.status === 'closed' ? h('span', { class: 'badge' }, t('dialog.closed')) : null,
       h('span', { class: 'spacer' }),
+      h('button', { id: 'intake-open', title: t('intake.hint'), onclick: () => this.openIntake() }, t('dialog.intake')),
       !d.assignee_id && d.status === 'open'
         ? h('button', { id: 'take', onclick: () => this.act('assign', { user_id: this.me.id }) }, t('dialog.take')) : null,
       d.status === 'open'
@@ -670,6 +756,18 @@ export class Workspace {
         ? h('button', { id: 'close', onclick: () => this.act('close') }, t('dialog.close'))
         : h('button', { id: 'reopen', onclick: () => this.act('reopen') }, t('dialog.reopen')));
     if (this.replyText) this.replyText.placeholder = t('reply.placeholder', d.channel);
+  }
+
+  /** The intake wizard for the open dialog: find the client, link, or create one. */
+  openIntake() {
+    const d = this.dialogs.get(this.current);
+    if (!d) return;
+    const record = this.party && this.party.record;
+    const inbound = [...(this.messages.get(d.id) || new Map()).values()]
+      .filter((m) => m.direction === 'inbound' && m.body).sort((a, b) => b.id - a.id);
+    new IntakeWizard(d, record, inbound.length ? inbound[0].body : '', {
+      onDone: (msg) => this.flash(msg),
+    }).open();
   }
 
   /** The transfer form: to a colleague (online or not: routing rules apply) or to a department's queue. */
@@ -777,7 +875,12 @@ export class Workspace {
   messageEl(m) {
     const status = m.direction === 'outbound' ? t(`status.${m.delivery_status}`) : '';
     return h('li', { class: `msg ${m.direction}`, dataset: { id: m.id, status: m.delivery_status } },
+      m.subject ? h('div', { class: 'subject' }, m.subject) : null,
       h('div', { class: 'body' }, richText(m.body || '')),
+      m.quoted
+        ? h('details', { class: 'quoted' }, h('summary', {}, t('msg.quoted')), h('div', { class: 'body' }, richText(m.quoted)))
+        : null,
+      m.has_html ? this.htmlPart(m) : null,
       (m.attachments || []).length
         ? h('ul', { class: 'attachments' }, m.attachments.map((a) => h('li', {},
           a.url ? h('a', { href: a.url, target: '_blank', rel: 'noopener noreferrer nofollow' }, a.name || a.url) : (a.name || ''))))
@@ -791,6 +894,15 @@ export class Workspace {
           : null,
         h('time', { datetime: m.sent_at }, shortTime(m.sent_at, lang())),
         status ? h('span', { class: `status st-${m.delivery_status}`, title: m.delivery_error || '' }, status) : null));
+  }
+
+  /** The formatted (HTML) version of a mail, built only when the operator opens it. */
+  htmlPart(m) {
+    const d = h('details', { class: 'html-part' }, h('summary', {}, t('msg.formatted')));
+    d.addEventListener('toggle', () => {
+      if (d.open && !d.querySelector('iframe')) d.append(mailFrame(m.id, m.subject || t('msg.formatted')));
+    });
+    return d;
   }
 
   /** One click: an Interest for the dialog's client or lead, titled by the message; the dialog is linked to it. */
@@ -829,6 +941,7 @@ export class Workspace {
 
   tick() {
     if (this.supervisor) this.supervisor.tick();
+    this.callbacks.tick();
     for (const el of this.listEl.querySelectorAll('.wait[data-since]')) {
       el.textContent = elapsed(el.dataset.since);
       el.className = `wait ${waitClass(el.dataset.since)}`;
