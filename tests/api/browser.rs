@@ -799,6 +799,11 @@ const KEYS: &[(&str, &str, u32, Option<&str>)] = &[
     ("PageDown", "PageDown", 34, None),
 ];
 
+/// How long an element must keep its place before [`Page::click`] clicks it, and how
+/// many times it looks again before clicking wherever the element is now.
+const STABLE_FOR: Duration = Duration::from_millis(50);
+const STABLE_TRIES: usize = 40;
+
 /// The part of [`Page::click`]'s probe that runs on the element: scrolls it into view
 /// and returns the point to click, or why it cannot be clicked yet.
 const CLICK_PROBE: &str = r#"(el) => {
@@ -953,7 +958,17 @@ impl Page {
     /// Waits (5 s) until the element is there, enabled, visible and not covered, scrolls
     /// it into view and clicks its center with real mouse events.
     pub async fn click(&self, selector: &str) {
-        let point = self.probe_element(selector, "click", CLICK_PROBE).await;
+        // A panel still loading moves what is below it: click only once the element
+        // has stayed put for a moment, as Playwright's "stable" check does.
+        let mut point = self.probe_element(selector, "click", CLICK_PROBE).await;
+        for _ in 0..STABLE_TRIES {
+            tokio::time::sleep(STABLE_FOR).await;
+            let again = self.probe_element(selector, "click", CLICK_PROBE).await;
+            if again == point {
+                break;
+            }
+            point = again;
+        }
         let (Some(x), Some(y)) = (point["x"].as_f64(), point["y"].as_f64()) else {
             self.fail(
                 &format!("click {selector}"),

@@ -40,6 +40,9 @@ fn message(ctx: &ConnectorContext, key: &str, text: &str) -> InboundEvent {
             sender: Party::from_identity(PartyIdentity::new(IdentityKind::Telegram, "100500"))
                 .with_display_name("Фёдор"),
             text: Some(text.into()),
+            subject: None,
+            html: None,
+            quoted: None,
             attachments: vec![],
             reply_to_external_id: None,
             edit_of: None,
@@ -226,6 +229,11 @@ async fn connector_restarts_replays_once_and_delivers_replies() {
     let sent = config.sent.lock().expect("lock").clone();
     assert_eq!(sent[0].thread_id, "chat-1");
     assert_eq!(sent[0].text.as_deref(), Some("ответ"));
+    assert_eq!(
+        sent[0].to,
+        Some(PartyIdentity::new(IdentityKind::Telegram, "100500")),
+        "the identity the dialog is with"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let page = r
@@ -248,6 +256,14 @@ async fn connector_restarts_replays_once_and_delivers_replies() {
         assert!(tokio::time::Instant::now() < deadline, "no ack");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What it did, as `GET /api/v1/connectors` shows it.
+    let c = r.states.list()[0].counters.clone();
+    assert_eq!(c.duplicates, 1, "m-1 was replayed once: {c:?}");
+    assert!(c.events >= 3, "m-1, m-2 and the ack: {c:?}");
+    assert_eq!(c.restarts, 1, "{c:?}");
+    assert!(c.outbound >= 1, "{c:?}");
+    assert_eq!(c.refused, 0, "{c:?}");
+    assert!(c.last_event_at.is_some());
     r.shutdown.cancel();
     task.await.expect("host ends");
     assert_eq!(r.states.list()[0].state, ConnectorState::Stopped);
@@ -306,6 +322,136 @@ async fn singleton_waits_for_the_lease() {
         .await
         .expect("release");
     until("the takeover", || config.runs.load(Ordering::SeqCst) >= 1).await;
+    r.shutdown.cancel();
+    task.await.expect("host ends");
+}
+
+/// A connector that counts its runs in the hub's state store and stores a received file.
+#[derive(Debug)]
+struct Keeper(KeeperConfig);
+
+/// What one run read back: the state before it, and its stored file.
+type Seen = (Option<String>, Option<StoredFile>);
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct KeeperConfig {
+    #[serde(skip)]
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Connector for Keeper {
+    const KIND: &'static str = "keeper";
+    type Config = KeeperConfig;
+
+    fn new(config: KeeperConfig) -> Result<Self, ConnectorError> {
+        Ok(Self(config))
+    }
+
+    async fn run(self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        let before = ctx.state().get("runs").await?;
+        let n: u32 = before.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
+        ctx.state().put("runs", &n.to_string()).await?;
+        let file = ctx
+            .files()
+            .put(
+                "Счёт 1.pdf",
+                "application/pdf",
+                b"%PDF-1.4 invoice".to_vec(),
+            )
+            .await?;
+        let back = ctx.files().get(&file.url_or_ref).await?;
+        self.0.seen.lock().expect("lock").push((before, back));
+        let mut msg = InboundMessage::text(
+            "chat-2",
+            Party::from_identity(PartyIdentity::new(IdentityKind::Telegram, "100501")),
+            Some(format!("run {n}")),
+        );
+        msg.attachments.push(file);
+        ctx.send(InboundEvent::new(
+            ctx.id().clone(),
+            format!("k-{n}"),
+            time::OffsetDateTime::now_utc(),
+            InboundKind::Message(msg),
+        ))
+        .await?;
+        if n == 1 {
+            return Err(ConnectorError::Closed);
+        }
+        ctx.shutdown().cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_keeps_its_state_and_files_in_the_hub_across_restarts() {
+    let r = rig("n1").await;
+    let config = KeeperConfig::default();
+    let task = tokio::spawn(run_connector::<Keeper>(
+        "tg".into(),
+        config.clone(),
+        false,
+        r.deps.clone(),
+        r.shutdown.clone(),
+    ));
+    until("two runs", || config.seen.lock().expect("lock").len() >= 2).await;
+    let seen = config.seen.lock().expect("lock").clone();
+    assert_eq!(seen[0].0, None, "nothing remembered at first");
+    assert_eq!(
+        seen[1].0.as_deref(),
+        Some("1"),
+        "the second run reads what the first stored"
+    );
+    let file = seen[1]
+        .1
+        .clone()
+        .expect("the connector reads its file back");
+    assert_eq!(file.name, "Счёт 1.pdf");
+    assert_eq!(file.mime_type, "application/pdf");
+    assert_eq!(file.content, b"%PDF-1.4 invoice");
+    assert_eq!(
+        r.store
+            .connector_state("tg", "runs")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        r.store
+            .connector_state("other", "runs")
+            .await
+            .expect("read"),
+        None,
+        "per instance"
+    );
+
+    // The message carries a link the API serves.
+    let dialog = loop {
+        if let Some(d) = r
+            .store
+            .dialog_by_thread("tg", "chat-2")
+            .await
+            .expect("read")
+        {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let page = r
+        .store
+        .list_messages(&Actor::System, dialog.id, 50, None)
+        .await
+        .expect("messages");
+    let a = &page.items[0].attachments[0];
+    assert_eq!(a.name, "Счёт 1.pdf");
+    assert_eq!(a.size, Some(16));
+    let key = a
+        .url
+        .strip_prefix("/api/v1/files/")
+        .and_then(|rest| rest.split('/').next())
+        .expect("a hub file URL");
+    let stored = r.store.get_file(key).await.expect("read").expect("stored");
+    assert_eq!(stored.content, b"%PDF-1.4 invoice");
     r.shutdown.cancel();
     task.await.expect("host ends");
 }

@@ -716,3 +716,490 @@ async fn a_long_dialog_opens_at_its_end_and_earlier_messages_come_on_demand() {
     assert_eq!(texts, json!(want));
     assert_no_errors(&page, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_wizard_finds_the_client_and_links_the_inquiry_to_their_interest() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    let (status, client) = app
+        .post(
+            Some(&app.admin),
+            "/api/v1/clients",
+            &json!({"kind": "company", "name": "ООО Ромашка", "shared": true, "responsible_id": anna.id,
+                "identities": [{"kind": "email", "value": "office@romashka.example"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+    let client = client["id"].as_i64().expect("client");
+    let (status, interest) = app
+        .post(
+            Some(&app.admin),
+            "/api/v1/interests",
+            &json!({"client_id": client, "title": "Поставка стульев", "shared": true, "responsible_id": anna.id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{interest}");
+    let interest = interest["id"].as_i64().expect("interest");
+
+    let page = console(&browser, &app.base, "anna").await;
+    // The company's buyer writes from a phone nobody knows yet: a lead.
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 555-00-01", "Когда привезёте стулья?"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    let lead = out["dialog"]["lead_id"].as_i64().expect("lead");
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for(
+        "document.querySelector('#party-name')?.textContent === 'Ivan Petrov'",
+        WAIT,
+    )
+    .await;
+
+    // The wizard searches the lead's phone first: no client has it.
+    page.click("#intake-open").await;
+    page.wait_for("document.querySelector('#intake')?.open", WAIT)
+        .await;
+    page.wait_for("document.querySelector('#intake-nothing')", WAIT)
+        .await;
+    assert_eq!(
+        page.eval("document.querySelector('#intake-mode').value")
+            .await,
+        json!("phone")
+    );
+    // By name, then: the company is there; its open Interest is offered first.
+    page.fill("#intake-query", "Ромаш").await;
+    page.click("#intake-find").await;
+    page.wait_for(
+        &format!("document.querySelector('.intake-client[data-id=\"{client}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".intake-client[data-id=\"{client}\"]"))
+        .await;
+    page.wait_for(
+        &format!("document.querySelector('input[name=\"intake-interest\"][value=\"{interest}\"]')?.checked"),
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("intake")).await;
+    page.click("#intake-link").await;
+
+    // Linked: the panel shows the client, with the message in its Feed, without a reload.
+    page.wait_for("!document.querySelector('#intake')", WAIT)
+        .await;
+    page.wait_for(
+        "document.querySelector('#party-name')?.textContent === 'ООО Ромашка'",
+        WAIT,
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('#feed .feed-item[data-kind=\"message\"]')",
+        WAIT,
+    )
+    .await;
+    let (_, d) = app
+        .get(Some(&app.admin), &format!("/api/v1/dialogs/{dialog}"))
+        .await;
+    assert_eq!(d["client_id"], client, "{d}");
+    assert_eq!(d["interest_id"], interest, "{d}");
+    let (_, l) = app
+        .get(Some(&app.admin), &format!("/api/v1/leads/{lead}"))
+        .await;
+    assert_eq!(
+        l["status"], "converted",
+        "the lead merged into the client: {l}"
+    );
+    let (_, ident) = app
+        .get(
+            Some(&app.admin),
+            "/api/v1/identities/lookup?kind=phone&value=%2B79165550001",
+        )
+        .await;
+    assert_eq!(ident["client_id"], client, "{ident}");
+    assert_no_errors(&page, &[401]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_card_edits_custom_fields_and_contacts_live_and_plans_a_meeting() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    app.user("boris", Role::Operator, Some(sales)).await;
+    for def in [
+        json!({"key": "inn", "label": "INN", "field_type": "string", "position": 1}),
+        json!({"key": "segment", "label": "Segment", "field_type": "enum", "options": ["retail", "wholesale"], "position": 2}),
+        json!({"key": "employees", "label": "Employees", "field_type": "number", "position": 3}),
+    ] {
+        let (status, body) = app
+            .post(Some(&app.admin), "/api/v1/custom-fields", &def)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let client = app
+        .company("Horns & Hooves", "+7 916 555-00-42", &anna)
+        .await;
+    // Anna, the responsible manager, gets the client's inquiry and opens the card from the
+    // dialog's client panel; Boris, in another browser, has the card open already.
+    let page = console(&browser, &app.base, "anna").await;
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 555-00-42", "Please call me back"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    let Some(second) = Browser::launch().await else {
+        return;
+    };
+    let boris = console(&second, &app.base, "boris").await;
+    boris
+        .eval(&format!(
+            "location.hash = '#/clients/{client}'; location.reload()"
+        ))
+        .await;
+    boris
+        .wait_for(
+            "document.querySelector('#card-name')?.textContent === 'Horns & Hooves'",
+            WAIT,
+        )
+        .await;
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    // The panel's head loads after its buttons and pushes them down: wait for it.
+    page.wait_for(
+        "document.querySelector('#party-name')?.textContent === 'Horns & Hooves'",
+        WAIT,
+    )
+    .await;
+    page.click("#open-card").await;
+    page.wait_for(
+        "document.querySelector('#card-name')?.textContent === 'Horns & Hooves'",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        page.eval("location.hash").await,
+        json!(format!("#/clients/{client}"))
+    );
+
+    // Custom fields, edited in place.
+    page.click("#card-edit").await;
+    page.fill("#card-cf-inn", "7701234567").await;
+    page.eval("document.querySelector('#card-cf-segment').value = 'wholesale'")
+        .await;
+    page.fill("#card-cf-employees", "250").await;
+    page.click("#card-save").await;
+    page.wait_for(
+        "document.querySelector('dd[data-field=\"inn\"]')?.textContent === '7701234567'",
+        WAIT,
+    )
+    .await;
+    let (_, c) = app
+        .get(Some(&app.admin), &format!("/api/v1/clients/{client}"))
+        .await;
+    assert_eq!(
+        c["custom_fields"],
+        json!({"inn": "7701234567", "segment": "wholesale", "employees": 250}),
+        "{c}"
+    );
+    // Boris sees it without a reload.
+    boris
+        .wait_for(
+            "document.querySelector('dd[data-field=\"segment\"]')?.textContent === 'wholesale'",
+            WAIT,
+        )
+        .await;
+
+    // A contact person with a phone.
+    page.click("#contact-add").await;
+    page.fill("#contact-name", "Ostap Bender").await;
+    page.fill("#contact-position", "Director").await;
+    page.fill("#contact-phone", "+7 916 555-00-43").await;
+    page.click("#contact-save").await;
+    page.wait_for(
+        "document.querySelector('#contacts-list li')?.textContent.includes('+79165550043')",
+        WAIT,
+    )
+    .await;
+    boris
+        .wait_for(
+            "document.querySelector('#contacts-list li')?.textContent.includes('Ostap Bender')",
+            WAIT,
+        )
+        .await;
+    // A phone another client already has is refused, and says why.
+    page.fill("#identity-value", "+7 916 555-00-43").await;
+    page.click("#identity-add").await;
+    page.wait_for(
+        "document.querySelector('#identity-error')?.textContent.includes('already belongs')",
+        WAIT,
+    )
+    .await;
+
+    // A meeting planned from the panel lands in the Feed at once, for both.
+    page.click("#add-plan").await;
+    page.eval("document.querySelector('#plan-kind').value = 'meeting'")
+        .await;
+    page.fill("#plan-subject", "Contract signing").await;
+    page.eval("document.querySelector('#plan-due').value = '2026-12-10T10:00'")
+        .await;
+    page.click("#plan-save").await;
+    for p in [&page, &boris] {
+        p.wait_for(
+            "[...document.querySelectorAll('#feed .feed-item[data-kind=\"meeting\"]')].some(e => e.textContent.includes('Contract signing'))",
+            WAIT,
+        )
+        .await;
+    }
+    let (_, feed) = app
+        .get(
+            Some(&app.admin),
+            &format!("/api/v1/clients/{client}/feed?kinds=meeting"),
+        )
+        .await;
+    assert_eq!(feed["items"].as_array().map(Vec::len), Some(1), "{feed}");
+    page.screenshot(&screenshot_path("client-card")).await;
+
+    // Back to the dialog.
+    page.click("#card-back").await;
+    page.wait_for("document.querySelector('#reply-text')", WAIT)
+        .await;
+    assert_no_errors(&page, &[401, 409]);
+    assert_no_errors(&boris, &[401]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_call_pops_up_with_the_client_and_their_interest_before_the_answer() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    app.set_extension(&anna, "101").await;
+    let client = app
+        .company("Horns & Hooves", "+7 916 555-00-42", &anna)
+        .await;
+    let (status, interest) = app
+        .post(
+            Some(&app.admin),
+            "/api/v1/interests",
+            &json!({"client_id": client, "title": "Office chairs, 40 pcs", "shared": true, "responsible_id": anna.id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{interest}");
+    let page = console(&browser, &app.base, "anna").await;
+
+    let call = |id: &str, kind: serde_json::Value| {
+        json!({"connector_id": "site", "external_id": id, "occurred_at": "2026-12-05T10:00:00Z",
+            "kind": {"type": "call", "call_external_id": "pbx-7", "kind": kind}})
+    };
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &call("pbx-7:ring", json!({"type": "ringing", "from": "+79165550042", "to": "+74950000000", "direction": "inbound", "extension": "101"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    // Before anyone answers: who it is and what they are buying.
+    page.wait_for(
+        "document.querySelector('.call-pop[data-status=\"ringing\"] .call-who')?.textContent === 'Horns & Hooves'",
+        WAIT,
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.call-pop .call-interest')?.textContent.includes('Office chairs, 40 pcs')",
+        WAIT,
+    )
+    .await;
+    page.screenshot(&screenshot_path("call-pop")).await;
+    ingest(
+        &app,
+        &key,
+        &call(
+            "pbx-7:answer",
+            json!({"type": "answered", "by_extension": "101"}),
+        ),
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.call-pop')?.dataset.status === 'answered'",
+        WAIT,
+    )
+    .await;
+    ingest(
+        &app,
+        &key,
+        &call(
+            "pbx-7:hangup",
+            json!({"type": "hung_up", "duration_secs": 95, "cause": null}),
+        ),
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.call-pop')?.dataset.status === 'completed'",
+        WAIT,
+    )
+    .await;
+
+    // A number nobody knows: a lead is made before the pop-up shows.
+    let call2 = |id: &str, kind: serde_json::Value| {
+        json!({"connector_id": "site", "external_id": id, "occurred_at": "2026-12-05T10:05:00Z",
+            "kind": {"type": "call", "call_external_id": "pbx-8", "kind": kind}})
+    };
+    ingest(
+        &app,
+        &key,
+        &call2("pbx-8:ring", json!({"type": "ringing", "from": "+79165550099", "to": "+74950000000", "direction": "inbound", "extension": "101"})),
+    )
+    .await;
+    page.wait_for(
+        "[...document.querySelectorAll('.call-pop')].some(p => p.textContent.includes('new caller'))",
+        WAIT,
+    )
+    .await;
+
+    // Click-to-call from the client panel: here no PBX can dial out, and the console says so.
+    let (status, out) = ingest(
+        &app,
+        &key,
+        &inbound("m-1", "t-1", "+7 916 555-00-42", "Call me back please"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for("document.querySelector('#party-head button.dial')", WAIT)
+        .await;
+    page.click("#party-head button.dial").await;
+    page.wait_for(
+        "document.querySelector('#flash')?.textContent.includes('No telephony')",
+        WAIT,
+    )
+    .await;
+    assert_no_errors(&page, &[401, 409]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_call_waits_in_callbacks_until_the_click_to_call_from_the_card_gets_through() {
+    use crate::ami_calls::{after, fixture, with_ami, FakeAsterisk};
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let app = spawn_app_with(with_ami(port)).await;
+    let sales = app.department("Sales").await;
+    let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    app.set_extension(&anna, "101").await;
+    // The caller of the missed call (fixture missed_cancelled: 8 495 111-22-33).
+    let client = app
+        .company("Horns & Hooves", "+7 495 111-22-33", &anna)
+        .await;
+    let mut pbx = FakeAsterisk::accept(&listener).await;
+    pbx.login().await;
+    let page = console(&browser, &app.base, "anna").await;
+
+    // 101 rings, the caller gives up: a callback for anna, counted at the top.
+    pbx.write(&after(&fixture("missed_cancelled"), "ListItems: 0"))
+        .await;
+    page.wait_for(
+        "document.querySelector('#callbacks-count')?.textContent === '1'",
+        WAIT,
+    )
+    .await;
+    page.click("#callbacks-toggle").await;
+    page.wait_for(
+        "document.querySelector('#callbacks-list li.callback')?.textContent.includes('Call back +74951112233')",
+        WAIT,
+    )
+    .await;
+    assert!(page
+        .text("#callbacks-list li.callback")
+        .await
+        .contains("caller hung up"));
+    page.screenshot(&screenshot_path("callbacks")).await;
+
+    // Anna opens the client's card and clicks its number: the PBX gets the Originate.
+    page.eval(&format!(
+        "location.hash = '#/clients/{client}'; location.reload()"
+    ))
+    .await;
+    page.wait_for(
+        "document.querySelector('#card-identities button.dial')",
+        WAIT,
+    )
+    .await;
+    page.click("#card-identities button.dial").await;
+    let originate = pbx.action().await;
+    assert_eq!(originate["Action"], "Originate", "{originate:?}");
+    assert_eq!(originate["Channel"], "PJSIP/101");
+    let our_id = originate["ChannelId"].clone();
+    pbx.respond(&originate, "Message: Originate successfully queued\r\n")
+        .await;
+    // The PBX connects the call (fixture click_to_call_ok, to this client's number).
+    pbx.write(
+        &after(
+            &fixture("click_to_call_ok"),
+            "Message: Originate successfully queued",
+        )
+        .replace("kommutator-7", &originate["ActionID"])
+        .replace("crm-c2c-0001", &our_id)
+        .replace("79161234567", "74951112233"),
+    )
+    .await;
+    // Got through: the callback is done, and the list says so without a reload.
+    page.click("#callbacks-toggle").await;
+    page.wait_for("document.querySelector('#callbacks-empty')", WAIT)
+        .await;
+    assert!(
+        page.eval("!document.querySelector('#callbacks-count')")
+            .await
+            == json!(true)
+    );
+    let (_, calls) = app.get(Some(&app.admin), "/api/v1/calls?limit=10").await;
+    let c2c = calls["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|k| k["external_id"] == our_id.as_str())
+        .cloned()
+        .expect("the click-to-call is on record");
+    assert_eq!(c2c["status"], "completed", "{c2c}");
+    assert_eq!(c2c["client_id"], client);
+    assert_no_errors(&page, &[401]);
+}

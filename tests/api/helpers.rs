@@ -325,6 +325,34 @@ impl TestApp {
     }
 
     /// The highest change-log sequence number: unchanged means nothing was written.
+    /// Gives `user` the phone extension `ext` (admin API); checks the answer.
+    pub async fn set_extension(&self, user: &Principal, ext: &str) {
+        let (status, body) = self
+            .patch(
+                Some(&self.admin),
+                &format!("/api/v1/users/{}", user.id),
+                &serde_json::json!({ "extension": ext }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A company shared with its department, `responsible` its manager, reachable at
+    /// `phone`; returns its id.
+    pub async fn company(&self, name: &str, phone: &str, responsible: &Principal) -> i64 {
+        let (status, client) = self
+            .post(
+                Some(&self.admin),
+                "/api/v1/clients",
+                &serde_json::json!({"kind": "company", "name": name, "shared": true,
+                    "responsible_id": responsible.id,
+                    "identities": [{"kind": "phone", "value": phone}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{client}");
+        client["id"].as_i64().expect("client id")
+    }
+
     pub async fn last_seq(&self) -> i64 {
         self.store.last_seq().await.expect("last seq")
     }

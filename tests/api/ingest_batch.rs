@@ -19,6 +19,9 @@ fn msg(external_id: &str, thread: &str, phone: &str, text: Option<&str>) -> Inge
         attachments: Vec::new(),
         department_id: None,
         subject: None,
+        html: None,
+        quoted: None,
+        traffic_source: None,
         open_interest: OpenInterest::NewParty,
     }
 }
