@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::channels_e2e::{operator, wa_sign, with_connector};
 use crate::email_channel::{mail_config, rig, SUPPORT};
@@ -171,12 +171,7 @@ rate_limit_per_minute = 10000"#
                 .to_string()
                 .into_bytes()
             },
-            headers: |_| {
-                vec![
-                    json_ct(),
-                    ("origin".into(), "https://shop.example".into()),
-                ]
-            },
+            headers: |_| vec![json_ct(), ("origin".into(), "https://shop.example".into())],
         },
     ]
 }
@@ -224,7 +219,10 @@ struct Row {
 
 fn print(rows: &[Row]) {
     println!();
-    println!("inbound channels through the hub, {} backend", backend_name());
+    println!(
+        "inbound channels through the hub, {} backend",
+        backend_name()
+    );
     println!("| channel | latency p50 ms | p99 ms | max ms | throughput |");
     println!("|---|---|---|---|---|");
     for r in rows {
@@ -302,7 +300,10 @@ async fn bench_hook(hook: &Hook) -> Row {
 
 /// The connector id in a hook's URL (`…/hooks/{id}/` or `…/forms/{id}/`).
 fn hook_id_of(url: &str) -> &str {
-    url.trim_end_matches('/').rsplit('/').next().unwrap_or_default()
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
