@@ -181,7 +181,7 @@ async fn seen_all(ws: &mut Ws, texts: &HashSet<String>) {
     let mut seen = HashSet::new();
     while seen.len() < texts.len() {
         let e = ws
-            .event_where(|e| e["entity"] == "message" && e["data"]["direction"] == "in")
+            .event_where(|e| e["entity"] == "message" && e["data"]["direction"] == "inbound")
             .await;
         let body = e["data"]["body"].as_str().unwrap_or_default();
         if let Some(t) = texts.iter().find(|t| body.contains(t.as_str())) {
