@@ -1,0 +1,113 @@
+//! Evaluation measures shared by the `evaluate` binary, the tests and (later) the hub's
+//! model-quality report: accuracy, AUROC, expected calibration error, log-loss.
+//!
+//! Pure functions over plain slices; no classifier involved.
+
+/// The fraction of `(predicted, truth)` pairs that agree (0 for no pairs).
+#[must_use]
+pub fn accuracy(pairs: &[(usize, usize)]) -> f64 {
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    pairs.iter().filter(|(p, t)| p == t).count() as f64 / pairs.len() as f64
+}
+
+/// The area under the ROC curve of a score that should be higher for `positives` than for
+/// `negatives`: the probability that a random positive outscores a random negative, ties
+/// counting one half (the Mann–Whitney U statistic). `None` if either side is empty.
+#[must_use]
+pub fn auroc(positives: &[f32], negatives: &[f32]) -> Option<f64> {
+    if positives.is_empty() || negatives.is_empty() {
+        return None;
+    }
+    let mut all: Vec<(f32, bool)> = positives
+        .iter()
+        .map(|&s| (s, true))
+        .chain(negatives.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Sum of the (average, for ties) ranks of the positives.
+    let mut rank_sum = 0.0f64;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let average_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += average_rank * all[i..=j].iter().filter(|(_, p)| *p).count() as f64;
+        i = j + 1;
+    }
+    let np = positives.len() as f64;
+    let nn = negatives.len() as f64;
+    Some((rank_sum - np * (np + 1.0) / 2.0) / (np * nn))
+}
+
+/// Expected calibration error over `bins` equal-width confidence bins: the
+/// example-weighted mean of |accuracy − mean confidence| per bin, for `(confidence,
+/// correct)` pairs. 0 for no pairs.
+#[must_use]
+pub fn expected_calibration_error(pairs: &[(f32, bool)], bins: usize) -> f64 {
+    let bins = bins.max(1);
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    let mut count = vec![0usize; bins];
+    let mut confidence = vec![0.0f64; bins];
+    let mut correct = vec![0.0f64; bins];
+    for &(c, ok) in pairs {
+        let c = f64::from(c).clamp(0.0, 1.0);
+        let bin = ((c * bins as f64) as usize).min(bins - 1);
+        count[bin] += 1;
+        confidence[bin] += c;
+        correct[bin] += if ok { 1.0 } else { 0.0 };
+    }
+    let total = pairs.len() as f64;
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (correct[b] - confidence[b]).abs() / total)
+        .sum()
+}
+
+/// Mean negative log-likelihood of the true labels' probabilities (floored at 1e-7).
+#[must_use]
+pub fn log_loss(true_probabilities: &[f32]) -> f64 {
+    if true_probabilities.is_empty() {
+        return 0.0;
+    }
+    true_probabilities
+        .iter()
+        .map(|&p| -f64::from(p).max(1e-7).ln())
+        .sum::<f64>()
+        / true_probabilities.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auroc_cases() {
+        assert_eq!(auroc(&[0.9, 0.8], &[0.1, 0.2]), Some(1.0));
+        assert_eq!(auroc(&[0.1], &[0.9]), Some(0.0));
+        assert_eq!(auroc(&[0.5], &[0.5]), Some(0.5));
+        assert_eq!(auroc(&[0.3, 0.7], &[0.5]), Some(0.5));
+        assert_eq!(auroc(&[], &[0.5]), None);
+    }
+
+    #[test]
+    fn calibration_error_cases() {
+        // Perfectly calibrated: 80 % confident, 80 % right.
+        let pairs: Vec<(f32, bool)> = (0..10).map(|i| (0.8, i < 8)).collect();
+        assert!(expected_calibration_error(&pairs, 10) < 1e-6);
+        let overconfident: Vec<(f32, bool)> = (0..10).map(|i| (1.0, i < 5)).collect();
+        assert!((expected_calibration_error(&overconfident, 10) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn accuracy_and_log_loss() {
+        assert_eq!(accuracy(&[(1, 1), (2, 1)]), 0.5);
+        assert!((log_loss(&[1.0, 1.0])).abs() < 1e-9);
+        assert!((log_loss(&[0.5]) - std::f64::consts::LN_2).abs() < 1e-9);
+    }
+}
