@@ -5,6 +5,7 @@
 //! Start reading at [`startup`] (how the process is assembled) and [`storage`] (the system
 //! of record). ARCHITECTURE.md has the map.
 
+pub mod assist;
 pub mod auth;
 pub mod bus;
 pub mod cli;

@@ -152,6 +152,11 @@ impl App {
             256,
             shutdown.clone(),
         );
+        let consultant = crate::assist::Consultant::start(store.clone())
+            .await
+            .context("cannot start iConsultant's classifier")?;
+        consultant.spawn_sync(shutdown.clone());
+        pipeline.set_consultant(consultant.clone());
         let routing = crate::routing::Routing::start(
             store.clone(),
             hub.clone(),
@@ -225,6 +230,7 @@ impl App {
             visitor_tokens,
             connectors: connector_states,
             hooks,
+            consultant,
         };
         Ok(Self { state, listener })
     }

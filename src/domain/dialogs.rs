@@ -81,6 +81,10 @@ pub struct Dialog {
     pub waiting_since: Option<Timestamp>,
     /// Inbound messages the assignee has not marked read.
     pub unread: i64,
+    /// The inquiry's request type (iConsultant), when applied.
+    pub request_type: Option<String>,
+    /// Who applied it: `classifier` or `operator`.
+    pub request_type_by: Option<String>,
 }
 
 /// Input for a new dialog (connectors and integrations; the pipeline opens most dialogs).
@@ -282,6 +286,8 @@ pub struct Message {
     pub quoted: Option<String>,
     /// Attachments.
     pub attachments: Vec<Attachment>,
+    /// iConsultant's reading of an inbound text (request type probabilities).
+    pub classification: Option<super::Classification>,
     /// Delivery state.
     pub delivery_status: DeliveryStatus,
     /// Why delivery failed.

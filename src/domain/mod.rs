@@ -3,6 +3,7 @@
 //!
 //! Nothing here does I/O. Storage turns these into rows; HTTP turns them into JSON.
 
+mod assist;
 mod canned;
 mod clients;
 mod dialogs;
@@ -16,6 +17,7 @@ mod topic;
 mod users;
 pub mod validate;
 
+pub use assist::*;
 pub use canned::*;
 pub use clients::*;
 pub use dialogs::*;

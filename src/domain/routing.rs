@@ -233,6 +233,9 @@ pub struct IngestMessage {
     pub traffic_source: Option<serde_json::Value>,
     /// The intake rule.
     pub open_interest: OpenInterest,
+    /// iConsultant's reading of the text; an applied type sets the dialog's request type
+    /// (and `department_id` above is then the type's department, when it has one).
+    pub classification: Option<super::Classification>,
 }
 
 /// What ingesting a message did.

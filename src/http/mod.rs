@@ -51,6 +51,8 @@ pub struct AppState {
     /// Webhook routes of connector instances with the path each is mounted at
     /// (`/hooks/{id}`, and `/forms/{id}` for a website form).
     pub hooks: Vec<(String, Router)>,
+    /// iConsultant's classifier.
+    pub consultant: Arc<crate::assist::Consultant>,
 }
 
 /// The whole HTTP application.

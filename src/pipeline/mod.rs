@@ -124,6 +124,8 @@ struct Inner {
     channels: std::sync::RwLock<HashMap<String, ChannelInfo>>,
     open_interest: OpenInterest,
     departments: Mutex<HashMap<String, (Option<Id>, Instant)>>,
+    /// iConsultant: reads each inbound text (set once at start-up).
+    consultant: std::sync::OnceLock<Arc<crate::assist::Consultant>>,
 }
 
 impl Pipeline {
@@ -155,6 +157,7 @@ impl Pipeline {
             ),
             open_interest,
             departments: Mutex::new(HashMap::new()),
+            consultant: std::sync::OnceLock::new(),
         });
         // The workers get a thread of their own. Each ingest is a dozen statements in one
         // write transaction (on SQLite, under the one writer lock); on the shared runtime
@@ -198,6 +201,13 @@ impl Pipeline {
             inner,
             workers: Arc::new(senders),
         }
+    }
+
+    /// Gives the pipeline iConsultant's classifier: from then on every inbound text is
+    /// read, and an applied request type routes a new inquiry to its department. Only the
+    /// first call counts.
+    pub fn set_consultant(&self, consultant: Arc<crate::assist::Consultant>) {
+        let _ = self.inner.consultant.set(consultant);
     }
 
     /// Adds (or replaces) a channel instance (built-in channels register themselves).
@@ -447,7 +457,20 @@ async fn message_input(
             "at most 20 identities",
         )));
     }
-    let department_id = department_id(inner, info.department.as_deref()).await;
+    let mut department_id = department_id(inner, info.department.as_deref()).await;
+    // iConsultant reads the text (microseconds with the n-gram engine; the worker stays
+    // free). An applied type with a department of its own sends a new inquiry there.
+    let classification = inner
+        .consultant
+        .get()
+        .and_then(|c| c.classify(m.subject.as_deref(), m.text.as_deref()));
+    if let Some(dept) = classification
+        .as_ref()
+        .and_then(|c| c.applied.as_deref())
+        .and_then(|t| inner.consultant.get().and_then(|c| c.department_of(t)))
+    {
+        department_id = Some(dept);
+    }
     Ok(IngestMessage {
         connector_id: connector,
         channel: info.channel.clone(),
@@ -480,6 +503,7 @@ async fn message_input(
         // (see connectors/README.md).
         traffic_source: traffic_source(raw),
         open_interest: inner.open_interest,
+        classification,
     })
 }
 

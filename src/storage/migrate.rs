@@ -46,6 +46,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_channels.sql"),
         postgres: include_str!("../../migrations/postgres/0005_channels.sql"),
     },
+    Migration {
+        version: 6,
+        name: "assist",
+        sqlite: include_str!("../../migrations/sqlite/0006_assist.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_assist.sql"),
+    },
 ];
 
 /// Applies the pending migrations.

@@ -15,6 +15,7 @@
 //! the HTTP handlers: a row the actor may not see is reported as not found.
 
 pub mod access;
+mod assist;
 mod by_id;
 mod canned;
 mod changes;
@@ -670,6 +671,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn assign_extensions(&self, pairs: &[(String, String)]) -> StoreResult<Vec<String>>;
     /// The HTML body of a message the actor may see (`None`: it has none).
     async fn message_html(&self, actor: &Actor, message_id: Id) -> StoreResult<Option<String>>;
+    /// The request types, in picker order.
+    async fn list_request_types(&self) -> StoreResult<Vec<RequestType>>;
+    /// Creates or changes request type `key` (admin); true when created.
+    async fn put_request_type(
+        &self,
+        actor: &Actor,
+        key: &str,
+        input: &RequestTypeInput,
+    ) -> StoreResult<(RequestType, bool)>;
+    /// Deletes request type `key` (admin); the last one stays.
+    async fn delete_request_type(&self, actor: &Actor, key: &str) -> StoreResult<()>;
+    /// Stores the actor's verdict on message `message_id`'s reading (replacing an earlier
+    /// one of theirs) and gives its dialog the verdict's type: `label`, or for a like
+    /// without one the reading's top type. Returns the verdict, the dialog and the message.
+    async fn save_feedback(
+        &self,
+        actor: &Actor,
+        message_id: Id,
+        verdict: Verdict,
+        label: Option<&str>,
+    ) -> StoreResult<(Feedback, Dialog, Message)>;
+    /// Verdicts with an id above `after`, oldest first, at most `limit`.
+    async fn feedback_after(&self, after: Id, limit: i64) -> StoreResult<Vec<Feedback>>;
+    /// The newest stored model of `engine`.
+    async fn latest_model(&self, engine: &str) -> StoreResult<Option<StoredModel>>;
+    /// Stores a trained model (keeping the newest three of its engine); returns its id.
+    async fn save_model(&self, model: &StoredModel) -> StoreResult<Id>;
     /// Stores a file a connector received, by content; returns its key (hex SHA-256).
     async fn put_file(
         &self,
@@ -1554,6 +1582,46 @@ impl Store for SqlStore {
 
     async fn message_html(&self, actor: &Actor, message_id: Id) -> StoreResult<Option<String>> {
         self.message_html_impl(actor, message_id).await
+    }
+
+    async fn list_request_types(&self) -> StoreResult<Vec<RequestType>> {
+        self.list_request_types_impl().await
+    }
+
+    async fn put_request_type(
+        &self,
+        actor: &Actor,
+        key: &str,
+        input: &RequestTypeInput,
+    ) -> StoreResult<(RequestType, bool)> {
+        self.put_request_type_impl(actor, key, input).await
+    }
+
+    async fn delete_request_type(&self, actor: &Actor, key: &str) -> StoreResult<()> {
+        self.delete_request_type_impl(actor, key).await
+    }
+
+    async fn save_feedback(
+        &self,
+        actor: &Actor,
+        message_id: Id,
+        verdict: Verdict,
+        label: Option<&str>,
+    ) -> StoreResult<(Feedback, Dialog, Message)> {
+        self.save_feedback_impl(actor, message_id, verdict, label)
+            .await
+    }
+
+    async fn feedback_after(&self, after: Id, limit: i64) -> StoreResult<Vec<Feedback>> {
+        self.feedback_after_impl(after, limit).await
+    }
+
+    async fn latest_model(&self, engine: &str) -> StoreResult<Option<StoredModel>> {
+        self.latest_model_impl(engine).await
+    }
+
+    async fn save_model(&self, model: &StoredModel) -> StoreResult<Id> {
+        self.save_model_impl(model).await
     }
 
     async fn get_file(&self, key: &str) -> StoreResult<Option<FileContent>> {

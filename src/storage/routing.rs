@@ -1335,6 +1335,10 @@ impl SqlStore {
 
         // 5. The dialog: open it, or reopen and refresh it.
         let sent_at = input.sent_at;
+        let applied = input
+            .classification
+            .as_ref()
+            .and_then(|c| c.applied.as_deref());
         let new_dialog = dialog.is_none();
         let mut d = match dialog.take() {
             Some(mut d) => {
@@ -1358,6 +1362,13 @@ impl SqlStore {
                     d.department_id = input.department_id;
                     op = op.or(Some("update"));
                 }
+                // The classifier types an untyped inquiry; it never overrides a type (its
+                // own earlier one, or an operator's).
+                if d.request_type.is_none() && applied.is_some() {
+                    d.request_type = applied.map(str::to_owned);
+                    d.request_type_by = Some("classifier".into());
+                    op = op.or(Some("update"));
+                }
                 if d.last_message_at.is_none_or(|t| t < sent_at) {
                     d.last_message_at = Some(sent_at);
                 }
@@ -1369,8 +1380,8 @@ impl SqlStore {
                 d.updated_at = tx.now;
                 sqlx::query(
                     "UPDATE dialogs SET status = $1, closed_at = $2, assignee_id = $3, assign_reason = $4, assigned_at = $5, \
-                     interest_id = $6, department_id = $7, last_message_at = $8, waiting_since = $9, unread = $10, updated_at = $11 \
-                     WHERE id = $12",
+                     interest_id = $6, department_id = $7, last_message_at = $8, waiting_since = $9, unread = $10, updated_at = $11, \
+                     request_type = $12, request_type_by = $13 WHERE id = $14",
                 )
                 .bind(d.status.as_str())
                 .bind(d.closed_at.map(Timestamp::micros))
@@ -1383,6 +1394,8 @@ impl SqlStore {
                 .bind(d.waiting_since.map(Timestamp::micros))
                 .bind(d.unread)
                 .bind(d.updated_at.micros())
+                .bind(&d.request_type)
+                .bind(&d.request_type_by)
                 .bind(d.id)
                 .execute(tx.conn())
                 .await?;
@@ -1394,8 +1407,9 @@ impl SqlStore {
             None => {
                 let sql = format!(
                     "INSERT INTO dialogs (channel, connector_id, external_thread_id, identity_id, client_id, contact_id, lead_id, \
-                     interest_id, department_id, shared, status, subject, last_message_at, waiting_since, unread, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 'open', $10, $11, $12, 1, $12, $12) RETURNING {}",
+                     interest_id, department_id, shared, status, subject, last_message_at, waiting_since, unread, created_at, updated_at, \
+                     request_type, request_type_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 'open', $10, $11, $12, 1, $12, $12, $13, $14) RETURNING {}",
                     rows::DIALOG_COLS.replace("d.", "")
                 );
                 let row = sqlx::query(&sql)
@@ -1411,6 +1425,8 @@ impl SqlStore {
                     .bind(subject)
                     .bind(sent_at.micros())
                     .bind(tx.now.micros())
+                    .bind(applied)
+                    .bind(applied.map(|_| "classifier"))
                     .fetch_one(tx.conn())
                     .await
                     .map_err(super::conflict_on(
@@ -1429,8 +1445,8 @@ impl SqlStore {
         // 7. The message.
         let sql = format!(
             "INSERT INTO messages (dialog_id, direction, connector_id, external_id, body, attachments, delivery_status, \
-             sent_at, created_at, updated_at, subject, html, quoted) \
-             VALUES ($1, 'inbound', $2, $3, $4, $5, 'received', $6, $7, $7, $8, $9, $10) \
+             sent_at, created_at, updated_at, subject, html, quoted, classification) \
+             VALUES ($1, 'inbound', $2, $3, $4, $5, 'received', $6, $7, $7, $8, $9, $10, $11) \
              ON CONFLICT (connector_id, external_id) DO NOTHING RETURNING {}",
             rows::MESSAGE_COLS.replace("m.", "")
         );
@@ -1445,6 +1461,12 @@ impl SqlStore {
             .bind(subject)
             .bind(html)
             .bind(quoted)
+            .bind(
+                input
+                    .classification
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok()),
+            )
             .fetch_optional(tx.conn())
             .await?;
         let Some(row) = row else {

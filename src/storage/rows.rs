@@ -42,7 +42,11 @@ pub(crate) fn flag(r: &AnyRow, col: &str) -> StoreResult<bool> {
     get::<i64>(r, col).map(|v| v != 0)
 }
 
-fn parsed<T>(r: &AnyRow, col: &str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<T> {
+pub(crate) fn parsed<T>(
+    r: &AnyRow,
+    col: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> StoreResult<T> {
     let s = text(r, col)?;
     parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} = {s:?}")))
 }
@@ -270,7 +274,7 @@ pub(crate) fn interaction(r: &AnyRow) -> StoreResult<Interaction> {
 pub(crate) const DIALOG_COLS: &str = "d.id, d.channel, d.connector_id, d.external_thread_id, d.identity_id, \
      d.client_id, d.contact_id, d.lead_id, d.interest_id, d.assignee_id, d.department_id, d.shared, d.status, \
      d.subject, d.last_message_at, d.created_at, d.updated_at, d.closed_at, d.assigned_at, d.assign_reason, \
-     d.waiting_since, d.unread";
+     d.waiting_since, d.unread, d.request_type, d.request_type_by";
 
 /// [`DIALOG_COLS`] renamed `d_*`, to read a dialog beside another row.
 pub(crate) const DIALOG_COLS_AS: &str = "d.id AS d_id, d.channel AS d_channel, d.connector_id AS d_connector_id, \
@@ -279,7 +283,8 @@ pub(crate) const DIALOG_COLS_AS: &str = "d.id AS d_id, d.channel AS d_channel, d
      d.department_id AS d_department_id, d.shared AS d_shared, d.status AS d_status, d.subject AS d_subject, \
      d.last_message_at AS d_last_message_at, d.created_at AS d_created_at, d.updated_at AS d_updated_at, \
      d.closed_at AS d_closed_at, d.assigned_at AS d_assigned_at, d.assign_reason AS d_assign_reason, \
-     d.waiting_since AS d_waiting_since, d.unread AS d_unread";
+     d.waiting_since AS d_waiting_since, d.unread AS d_unread, d.request_type AS d_request_type, \
+     d.request_type_by AS d_request_type_by";
 
 /// A dialog read with [`DIALOG_COLS_AS`].
 pub(crate) fn dialog_as(r: &AnyRow) -> StoreResult<Dialog> {
@@ -315,12 +320,14 @@ fn dialog_with(r: &AnyRow, p: &str) -> StoreResult<Dialog> {
         assign_reason: opt_text(r, &c("assign_reason"))?,
         waiting_since: opt_ts(r, &c("waiting_since"))?,
         unread: id(r, &c("unread"))?,
+        request_type: opt_text(r, &c("request_type"))?,
+        request_type_by: opt_text(r, &c("request_type_by"))?,
     })
 }
 
 pub(crate) const MESSAGE_COLS: &str = "m.id, m.dialog_id, m.direction, m.connector_id, m.external_id, \
      m.provider_message_id, m.body, m.subject, CAST(CASE WHEN m.html IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_html, \
-     m.quoted, m.attachments, m.delivery_status, \
+     m.quoted, m.attachments, m.classification, m.delivery_status, \
      m.delivery_error, m.author_user_id, m.sent_at, m.created_at";
 
 /// Whether a message row has an HTML body (the body itself is read on its own).
@@ -344,6 +351,9 @@ pub(crate) fn message(r: &AnyRow) -> StoreResult<Message> {
         has_html: rows_has_html(r)?,
         quoted: opt_text(r, "quoted")?,
         attachments,
+        // A reading that no longer parses (written by a newer version) is dropped, not an
+        // error: the message itself is intact.
+        classification: opt_text(r, "classification")?.and_then(|c| serde_json::from_str(&c).ok()),
         delivery_status: parsed(r, "delivery_status", DeliveryStatus::parse)?,
         delivery_error: opt_text(r, "delivery_error")?,
         author_user_id: opt_id(r, "author_user_id")?,

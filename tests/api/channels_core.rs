@@ -163,6 +163,7 @@ async fn an_overlong_subject_or_html_body_costs_the_mail_nothing() {
         quoted: Some("> q".repeat(40_000)),
         traffic_source: None,
         open_interest: OpenInterest::NewParty,
+        classification: None,
     };
     let out = app.store.ingest_message(&input).await.expect("stored");
     let IngestOutcome::Stored {

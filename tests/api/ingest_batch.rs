@@ -23,6 +23,7 @@ fn msg(external_id: &str, thread: &str, phone: &str, text: Option<&str>) -> Inge
         quoted: None,
         traffic_source: None,
         open_interest: OpenInterest::NewParty,
+        classification: None,
     }
 }
 

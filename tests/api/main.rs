@@ -5,6 +5,7 @@
 mod acl;
 mod acl_leaks;
 mod ami_calls;
+mod assist;
 mod auth_flow;
 mod bad_input;
 mod browser;

@@ -3,6 +3,7 @@
 //! and cannot drift from it.
 
 pub mod admin;
+pub mod assist;
 pub mod auth;
 pub mod canned;
 pub mod clients;
@@ -32,6 +33,7 @@ use super::AppState;
         (name = "dialogs", description = "conversations and messages"),
         (name = "calls", description = "phone calls"),
         (name = "canned responses", description = "ready answers for replies: personal, per department, global"),
+        (name = "iconsultant", description = "request types, the classifier's readings of inquiries, operators' verdicts"),
     )
 )]
 struct ApiDoc;
@@ -139,4 +141,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
             canned::update_canned_response,
             canned::delete_canned_response
         ))
+        .routes(routes!(assist::list_request_types))
+        .routes(routes!(
+            assist::put_request_type,
+            assist::delete_request_type
+        ))
+        .routes(routes!(assist::classification_feedback))
+        .routes(routes!(assist::classify))
+        .routes(routes!(assist::retrain))
 }
