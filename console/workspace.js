@@ -10,6 +10,7 @@ import { Live } from './live.js';
 import * as notify from './notify.js';
 import { Callbacks } from './callbacks.js';
 import { CallPopups, dial } from './calls.js';
+import { Hints } from './hint.js';
 import { ClientCardView } from './client.js';
 import { IntakeWizard } from './intake.js';
 import { PartyPanel } from './party.js';
@@ -58,6 +59,7 @@ export class Workspace {
     this.canned = new Canned(user);
     this.calls = new CallPopups(this);
     this.callbacks = new Callbacks(this);
+    this.hints = new Hints(this);
     this.renderQueued = false;
     this.readTimer = null;
   }
@@ -746,6 +748,12 @@ export class Workspace {
       h('span', { class: `channel ch-${d.channel}` }, CHANNEL_LABELS[d.channel] || d.channel),
       h('span', { class: 'assignee' }, who),
       d.status === 'closed' ? h('span', { class: 'badge' }, t('dialog.closed')) : null,
+      d.request_type
+        ? h('span', {
+          class: `badge rtype rt-${d.request_type}`, id: 'request-type',
+          title: t(d.request_type_by === 'operator' ? 'rtype.by_operator' : 'rtype.by_classifier'),
+        }, this.hints.name(d.request_type))
+        : null,
       h('span', { class: 'spacer' }),
       h('button', { id: 'intake-open', title: t('intake.hint'), onclick: () => this.openIntake() }, t('dialog.intake')),
       !d.assignee_id && d.status === 'open'
@@ -881,6 +889,7 @@ export class Workspace {
         ? h('details', { class: 'quoted' }, h('summary', {}, t('msg.quoted')), h('div', { class: 'body' }, richText(m.quoted)))
         : null,
       m.has_html ? this.htmlPart(m) : null,
+      this.hints.el(m),
       (m.attachments || []).length
         ? h('ul', { class: 'attachments' }, m.attachments.map((a) => h('li', {},
           a.url ? h('a', { href: a.url, target: '_blank', rel: 'noopener noreferrer nofollow' }, a.name || a.url) : (a.name || ''))))

@@ -45,6 +45,7 @@ static ASSETS: &[Asset] = &[
     asset!("i18n.js", JS),
     asset!("callbacks.js", JS),
     asset!("calls.js", JS),
+    asset!("hint.js", JS),
     asset!("client.js", JS),
     asset!("intake.js", JS),
     asset!("interest.js", JS),

@@ -1203,3 +1203,94 @@ async fn a_missed_call_waits_in_callbacks_until_the_click_to_call_from_the_card_
     assert_eq!(c2c["client_id"], client);
     assert_no_errors(&page, &[401]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_classifier_hint_shows_on_a_new_inquiry_and_a_dislike_with_the_right_type_is_saved() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    // Thresholds of 1: every reading is a hint, none is applied.
+    for (k, name) in [
+        ("interest", "Sales inquiry"),
+        ("claim", "Claim"),
+        ("bug", "Bug report"),
+        ("other", "Other"),
+    ] {
+        let (status, body) = app
+            .request(
+                reqwest::Method::PUT,
+                Some(&app.admin),
+                &format!("/api/v1/request-types/{k}"),
+                Some(&json!({"name": name, "auto_threshold": 1.0})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let page = console(&browser, &app.base, "anna").await;
+
+    let ev = inbound(
+        "m-h1",
+        "t-h1",
+        "+7 916 321-00-11",
+        "Верните деньги: стиральная машина течёт после первой же стирки, требую замену",
+    );
+    let (status, out) = ingest(&app, &key, &ev).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    let top = out["message"]["classification"]["ranked"][0]["type"]
+        .as_str()
+        .expect("top")
+        .to_owned();
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for("document.querySelector('#messages li.msg .hint')", WAIT)
+        .await;
+    let hint = page.text("#messages li.msg .hint").await;
+    assert!(hint.contains("Looks like:"), "{hint}");
+    assert!(hint.contains('%'), "{hint}");
+    page.screenshot(&screenshot_path("classifier-hint")).await;
+
+    // Dislike, then pick the right type.
+    let right = if top == "bug" { "claim" } else { "bug" };
+    page.click("#messages li.msg .hint-dislike").await;
+    page.wait_for("document.querySelector('.hint-pick')", WAIT)
+        .await;
+    page.eval(&format!(
+        "(() => {{ const s = document.querySelector('.hint-pick'); s.value = '{right}'; \
+         s.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.wait_for("document.querySelector('#messages .hint-done')", WAIT)
+        .await;
+    let (_, d) = app
+        .get(Some(&app.admin), &format!("/api/v1/dialogs/{dialog}"))
+        .await;
+    assert_eq!(d["request_type"], right, "{d}");
+    assert_eq!(d["request_type_by"], "operator", "{d}");
+    // The dialog's header shows its type, live.
+    page.wait_for(
+        "document.querySelector('#request-type')?.textContent.length > 0",
+        WAIT,
+    )
+    .await;
+    let badge = page.text("#request-type").await;
+    assert_eq!(
+        badge,
+        if right == "bug" {
+            "Bug report"
+        } else {
+            "Claim"
+        },
+        "{badge}"
+    );
+    assert_no_errors(&page, &[401]);
+}
