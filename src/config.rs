@@ -31,6 +31,26 @@ pub struct Config {
     pub widget: WidgetConfig,
     /// Telephony: which operator has which phone extension.
     pub telephony: TelephonyConfig,
+    /// The assistants (iConsultant).
+    pub assist: AssistConfig,
+}
+
+/// The assistants' settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssistConfig {
+    /// Seconds between scheduled retrainings of iConsultant's classifier on all operators'
+    /// verdicts (one node per period does it); 0 turns them off (`POST
+    /// /api/v1/assist/retrain` still works). Default: 6 hours.
+    pub retrain_every_secs: u64,
+}
+
+impl Default for AssistConfig {
+    fn default() -> Self {
+        Self {
+            retrain_every_secs: 6 * 3600,
+        }
+    }
 }
 
 /// Telephony settings.

@@ -155,7 +155,6 @@ impl App {
         let consultant = crate::assist::Consultant::start(store.clone())
             .await
             .context("cannot start iConsultant's classifier")?;
-        consultant.spawn_sync(shutdown.clone());
         pipeline.set_consultant(consultant.clone());
         let routing = crate::routing::Routing::start(
             store.clone(),
@@ -179,6 +178,11 @@ impl App {
                 tracing::warn!("{w}");
             }
         }
+        consultant.spawn_sync(
+            routing.node_id().to_owned(),
+            Duration::from_secs(config.assist.retrain_every_secs),
+            shutdown.clone(),
+        );
         let connector_states = Arc::new(crate::pipeline::host::ConnectorStates::default());
         let host = crate::pipeline::host::HostDeps {
             store: store.clone(),

@@ -533,10 +533,18 @@ impl Consultant {
         Ok(report)
     }
 
-    /// Keeps this node's classifier in step with the others until `shutdown`.
-    pub fn spawn_sync(self: &Arc<Self>, shutdown: CancellationToken) {
+    /// Keeps this node's classifier in step with the others until `shutdown`, and every
+    /// `retrain_every` retrains it on the node that takes the lease `assist:retrain` (one
+    /// node per period; the others adopt the stored model at their next sync).
+    pub fn spawn_sync(
+        self: &Arc<Self>,
+        node_id: String,
+        retrain_every: Duration,
+        shutdown: CancellationToken,
+    ) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
+            let mut last_retrain = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -544,6 +552,23 @@ impl Consultant {
                 }
                 if let Err(e) = me.sync().await {
                     tracing::warn!(error = %e, "iConsultant could not sync with the store");
+                }
+                if retrain_every.is_zero() || last_retrain.elapsed() < retrain_every {
+                    continue;
+                }
+                last_retrain = tokio::time::Instant::now();
+                let until = crate::pipeline::outbound::lease_until(retrain_every / 2);
+                match me.store.try_lease("assist:retrain", &node_id, until).await {
+                    Ok(true) => match me.retrain().await {
+                        Ok(r) => {
+                            tracing::info!(swapped = r.swapped, reason = ?r.reason, "scheduled classifier retraining")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "scheduled classifier retraining failed")
+                        }
+                    },
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the retraining lease"),
                 }
             }
         });
