@@ -94,6 +94,17 @@ struct Args {
 
 const SHOTS: usize = 10;
 
+/// `println!` that ends the program quietly when standard output is closed (`| head`),
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,7 +129,7 @@ fn run() -> anyhow::Result<()> {
                 datasets.push(load_clinc150(dir, args.dev)?);
             }
         }
-        None if wanted("banking77") || wanted("clinc150") => println!(
+        None if wanted("banking77") || wanted("clinc150") => out!(
             "public data sets not found (no --data, no ../shared/datasets); skipping BANKING77 and CLINC150"
         ),
         None => {}
@@ -126,7 +137,7 @@ fn run() -> anyhow::Result<()> {
     if wanted("seed") {
         let seed = load_seed_set(&args.seed_set)?;
         if seed.is_empty() {
-            println!(
+            out!(
                 "seed set not found in {}; skipping it",
                 args.seed_set.display()
             );
@@ -134,7 +145,7 @@ fn run() -> anyhow::Result<()> {
         datasets.extend(seed);
     }
 
-    println!(
+    out!(
         "split: {}; config: {}; fit: {}",
         if args.dev {
             "dev (CLINC150 val/oos_val, 10 % of BANKING77 train)"
@@ -189,7 +200,7 @@ fn run() -> anyhow::Result<()> {
     }
     print_table(&rows);
     for row in &rows {
-        println!("EVAL_JSON {}", serde_json::to_string(row)?);
+        out!("EVAL_JSON {}", serde_json::to_string(row)?);
     }
     Ok(())
 }
@@ -232,7 +243,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seeds" => seeds = value("--seeds")?.parse().context("--seeds")?,
             "--dev" => dev = true,
             "--help" | "-h" => {
-                println!("usage: evaluate [--data DIR] [--seed-set DIR] [--only banking77|clinc150|seed] [--config JSON] [--passes N] [--seed N] [--seeds N] [--holdout F] [--dev]");
+                out!("usage: evaluate [--data DIR] [--seed-set DIR] [--only banking77|clinc150|seed] [--config JSON] [--passes N] [--seed N] [--seeds N] [--holdout F] [--dev]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -241,7 +252,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let data = match data {
         Some(dir) if dir.is_dir() => Some(dir),
         Some(dir) => {
-            println!("data folder {} does not exist", dir.display());
+            out!("data folder {} does not exist", dir.display());
             None
         }
         None => [
@@ -369,7 +380,7 @@ fn mean(rows: Vec<Row>) -> Option<Row> {
 }
 
 fn print_table(rows: &[Row]) {
-    println!(
+    out!(
         "{:<13} {:<8} {:>6} {:>7} {:>6} {:>9} {:>6} {:>8} {:>10} {:>12} {:>6} {:>6} {:>8} {:>9}",
         "dataset",
         "setting",
@@ -387,7 +398,7 @@ fn print_table(rows: &[Row]) {
         "OOS AUROC"
     );
     for r in rows {
-        println!(
+        out!(
             "{:<13} {:<8} {:>6} {:>7} {:>6} {:>8.2}% {:>6.2} {:>8.2} {:>10.1} {:>12} {:>6.2} {:>6.3} {:>8.3} {:>9}",
             r.dataset,
             r.setting,
