@@ -92,6 +92,9 @@ export class ClientCardView {
       replace(this.el, back, h('p', { class: 'placeholder' }, '…'));
       return;
     }
+    // A live refresh rebuilds the card but keeps what the operator is typing: the contact
+    // and identity forms are the same elements before and after, and so is the focus.
+    const active = document.activeElement;
     this.fieldsEl = h('section', { class: 'card-section', id: 'card-fields' });
     this.contactsEl = h('section', { class: 'card-section', id: 'card-contacts' });
     this.identitiesEl = h('section', { class: 'card-section', id: 'card-identities' });
@@ -104,6 +107,7 @@ export class ClientCardView {
     this.renderFields();
     this.renderContacts();
     this.renderIdentities();
+    if (active && active !== document.activeElement && active.isConnected) active.focus();
   }
 
   // ---- fields ---------------------------------------------------------------------------
@@ -191,7 +195,7 @@ export class ClientCardView {
 
   renderContacts() {
     const list = this.card.contacts || [];
-    this.contactFormEl = h('div', {});
+    if (!this.contactFormEl) this.contactFormEl = h('div', {});
     replace(this.contactsEl,
       h('div', { class: 'row' }, h('h3', {}, t('card.contacts')), h('span', { class: 'spacer' }),
         h('button', { type: 'button', id: 'contact-add', onclick: () => this.contactForm(null) }, t('card.add_contact'))),
@@ -252,26 +256,8 @@ export class ClientCardView {
 
   renderIdentities() {
     const own = (this.card.identities || []).filter((i) => !i.contact_id);
-    const kind = h('select', { id: 'identity-kind', 'aria-label': t('intake.by') },
-      IDENTITY_KINDS.map((k) => h('option', { value: k }, t(`intake.mode.${k}`))));
-    const value = h('input', { id: 'identity-value', placeholder: t('intake.query'), 'aria-label': t('intake.query') });
-    const error = h('p', { class: 'form-error', role: 'alert', id: 'identity-error' });
-    const form = h('form', { id: 'identity-form', class: 'row' }, kind, value,
-      h('button', { type: 'submit', id: 'identity-add' }, t('card.add')), error);
-    form.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      if (!value.value.trim()) {
-        value.focus();
-        return;
-      }
-      try {
-        await api('POST', '/api/v1/identities', { kind: kind.value, value: value.value.trim(), client_id: this.id });
-        value.value = '';
-        this.load();
-      } catch (err) {
-        error.textContent = err.code === 'duplicate' || err.status === 409 ? t('card.identity_taken') : refusal(err);
-      }
-    });
+    if (!this.identityForm) this.identityForm = this.identityFormEl();
+    const error = this.identityError;
     replace(this.identitiesEl,
       h('h3', {}, t('card.identities')),
       h('ul', { class: 'identities', id: 'identities-list' }, own.map((i) => h('li', { dataset: { id: i.id } },
@@ -293,7 +279,35 @@ export class ClientCardView {
             }
           },
         }, '×')))),
-      form);
+      this.identityForm);
+  }
+
+  /** The add-an-identity form; built once per card so a live refresh keeps its input. */
+  identityFormEl() {
+    const kind = h('select', { id: 'identity-kind', 'aria-label': t('intake.by') },
+      IDENTITY_KINDS.map((k) => h('option', { value: k }, t(`intake.mode.${k}`))));
+    const value = h('input', { id: 'identity-value', placeholder: t('intake.query'), 'aria-label': t('intake.query') });
+    const error = h('p', { class: 'form-error', role: 'alert', id: 'identity-error' });
+    this.identityError = error;
+    const form = h('form', { id: 'identity-form', class: 'row' }, kind, value,
+      h('button', { type: 'submit', id: 'identity-add' }, t('card.add')), error);
+    value.addEventListener('input', () => { error.textContent = ''; });
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!value.value.trim()) {
+        value.focus();
+        return;
+      }
+      error.textContent = '';
+      try {
+        await api('POST', '/api/v1/identities', { kind: kind.value, value: value.value.trim(), client_id: this.id });
+        value.value = '';
+        this.load();
+      } catch (err) {
+        error.textContent = err.code === 'duplicate' || err.status === 409 ? t('card.identity_taken') : refusal(err);
+      }
+    });
+    return form;
   }
 }
 
