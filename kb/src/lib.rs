@@ -9,6 +9,7 @@
 //! The hub strips markup before indexing: [`KbDoc::body`] is plain text.
 
 mod analysis;
+pub mod eval;
 mod index;
 mod rrf;
 
