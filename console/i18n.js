@@ -4,6 +4,13 @@
 const STRINGS = {
   en: {
     'msg.quoted': 'Quoted text',
+    'kb.title': 'Suggested answers',
+    'kb.show': 'Show ({0})',
+    'kb.hide': 'Hide',
+    'kb.internal': 'internal',
+    'kb.internal_hint': 'For operators: adapt it before sending',
+    'kb.insert': 'Insert',
+    'kb.insert_key': 'Insert into the reply (Alt+{0})',
     'hint.applied': 'Type: {0}',
     'hint.looks_like': 'Looks like:',
     'hint.like': 'Right type',
@@ -216,6 +223,13 @@ const STRINGS = {
   },
   ru: {
     'msg.quoted': 'Цитата',
+    'kb.title': 'Подсказки ответов',
+    'kb.show': 'Показать ({0})',
+    'kb.hide': 'Скрыть',
+    'kb.internal': 'внутренняя',
+    'kb.internal_hint': 'Для операторов: переработайте перед отправкой',
+    'kb.insert': 'Вставить',
+    'kb.insert_key': 'Вставить в ответ (Alt+{0})',
     'hint.applied': 'Тип: {0}',
     'hint.looks_like': 'Похоже на:',
     'hint.like': 'Тип верный',

@@ -11,6 +11,7 @@ import * as notify from './notify.js';
 import { Callbacks } from './callbacks.js';
 import { CallPopups, dial } from './calls.js';
 import { Hints } from './hint.js';
+import { Suggestions } from './suggest.js';
 import { ClientCardView } from './client.js';
 import { IntakeWizard } from './intake.js';
 import { PartyPanel } from './party.js';
@@ -60,6 +61,7 @@ export class Workspace {
     this.calls = new CallPopups(this);
     this.callbacks = new Callbacks(this);
     this.hints = new Hints(this);
+    this.suggest = new Suggestions(this);
     this.renderQueued = false;
     this.readTimer = null;
   }
@@ -114,6 +116,8 @@ export class Workspace {
     for (const [cid, o] of this.outbox) {
       if (!o.message_id) this.sendReply(o.dialog_id, o.text, cid);
     }
+    // Suggestions are not replayed: read them again for the open dialog.
+    if (this.current !== null) this.suggest.load(this.current);
   }
 
   async loadColleagues() {
@@ -169,6 +173,8 @@ export class Workspace {
     } else if (f.entity === 'message') {
       if (f.op === 'create') this.onMessage(d);
       else this.upsertMessage(d);
+    } else if (f.entity === 'kb_suggestions') {
+      this.suggest.onEvent(d);
     } else if (f.entity === 'typing' && f.op === 'customer' && d.dialog_id === this.current) {
       this.typingUntil = Date.now() + 6000;
       this.renderTyping();
@@ -284,6 +290,7 @@ export class Workspace {
     location.hash = `#/dialogs/${id}`;
     this.renderMain();
     this.queueRender();
+    this.suggest.load(id);
     await this.loadMessages(id);
     this.markReadSoon();
   }
@@ -679,6 +686,7 @@ export class Workspace {
     this.outboxEl = h('ol', { class: 'outbox' });
     const text = h('textarea', { id: 'reply-text', rows: 3, 'aria-label': t('reply.send') });
     text.addEventListener('keydown', (e) => {
+      if (this.suggest.onKey(e)) return;
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
         form.requestSubmit();
@@ -711,7 +719,7 @@ export class Workspace {
       text.value = '';
     });
     this.replyText = text;
-    replace(this.mainEl, this.headerEl, this.msgsEl, this.outboxEl, this.typingEl, form);
+    replace(this.mainEl, this.headerEl, this.msgsEl, this.outboxEl, this.typingEl, this.suggest.mount(), form);
     this.renderHeader();
     this.renderMessages();
     text.focus();

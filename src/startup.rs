@@ -156,6 +156,10 @@ impl App {
             .await
             .context("cannot start iConsultant's classifier")?;
         pipeline.set_consultant(consultant.clone());
+        let knowledge =
+            crate::assist::Knowledge::start(store.clone(), hub.clone(), shutdown.clone())
+                .await
+                .context("cannot start iConsultant's knowledge base")?;
         let routing = crate::routing::Routing::start(
             store.clone(),
             hub.clone(),
@@ -235,6 +239,7 @@ impl App {
             connectors: connector_states,
             hooks,
             consultant,
+            knowledge,
         };
         Ok(Self { state, listener })
     }

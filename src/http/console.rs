@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = &[
     asset!("callbacks.js", JS),
     asset!("calls.js", JS),
     asset!("hint.js", JS),
+    asset!("suggest.js", JS),
     asset!("client.js", JS),
     asset!("intake.js", JS),
     asset!("interest.js", JS),

@@ -53,6 +53,8 @@ pub struct AppState {
     pub hooks: Vec<(String, Router)>,
     /// iConsultant's classifier.
     pub consultant: Arc<crate::assist::Consultant>,
+    /// iConsultant's knowledge base and its suggestions.
+    pub knowledge: Arc<crate::assist::Knowledge>,
 }
 
 /// The whole HTTP application.

@@ -381,6 +381,21 @@ impl Hub {
         self.fan_out_ephemeral(ev);
     }
 
+    /// Publishes an ephemeral event to this node's connections only: for what each node
+    /// works out for its own consoles (suggestions for the dialogs they have open).
+    pub fn publish_local(&self, ev: Event) {
+        self.fan_out_ephemeral(ev);
+    }
+
+    /// Whether a connection of this node follows `topic`.
+    pub fn followed_here(&self, topic: Topic) -> bool {
+        self.router
+            .topics
+            .read()
+            .map(|m| m.get(&topic).is_some_and(|v| !v.is_empty()))
+            .unwrap_or(false)
+    }
+
     fn fan_out_ephemeral(&self, ev: Event) {
         let ev = Arc::new(ev);
         let n = self.router.fan_out(&ev, &self.metrics, || {});

@@ -52,6 +52,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_assist.sql"),
         postgres: include_str!("../../migrations/postgres/0006_assist.sql"),
     },
+    Migration {
+        version: 7,
+        name: "kb",
+        sqlite: include_str!("../../migrations/sqlite/0007_kb.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_kb.sql"),
+    },
 ];
 
 /// Applies the pending migrations.

@@ -25,6 +25,7 @@ mod cursor;
 mod dialogs;
 mod feed;
 mod interests;
+mod kb;
 mod migrate;
 pub mod postgres;
 mod routing;
@@ -698,6 +699,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn latest_model(&self, engine: &str) -> StoreResult<Option<StoredModel>>;
     /// Stores a trained model (keeping the newest three of its engine); returns its id.
     async fn save_model(&self, model: &StoredModel) -> StoreResult<Id>;
+
+    // -- knowledge base
+    /// Every article, by id (each node indexes them all; reading needs no actor).
+    async fn list_kb_articles(&self) -> StoreResult<Vec<KbArticle>>;
+    /// The articles with these ids that exist, in no particular order.
+    async fn get_kb_articles(&self, ids: &[Id]) -> StoreResult<Vec<KbArticle>>;
+    /// New article (admins; supervisors for their department or everyone's).
+    async fn create_kb_article(
+        &self,
+        actor: &Actor,
+        input: &NewKbArticle,
+    ) -> StoreResult<KbArticle>;
+    /// Change an article (whoever may manage it, before and after).
+    async fn update_kb_article(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &KbArticlePatch,
+    ) -> StoreResult<KbArticle>;
+    /// Delete an article and its use records.
+    async fn delete_kb_article(&self, actor: &Actor, id: Id) -> StoreResult<()>;
+    /// The signed-in operator put a suggested article into a reply in a dialog they see;
+    /// counted once per article, dialog and operator. Returns the article and whether the
+    /// use was new.
+    async fn record_kb_use(
+        &self,
+        actor: &Actor,
+        id: Id,
+        dialog_id: Id,
+    ) -> StoreResult<(KbArticle, bool)>;
     /// Stores a file a connector received, by content; returns its key (hex SHA-256).
     async fn put_file(
         &self,
@@ -1622,6 +1653,44 @@ impl Store for SqlStore {
 
     async fn save_model(&self, model: &StoredModel) -> StoreResult<Id> {
         self.save_model_impl(model).await
+    }
+
+    async fn list_kb_articles(&self) -> StoreResult<Vec<KbArticle>> {
+        self.list_kb_articles_impl().await
+    }
+
+    async fn get_kb_articles(&self, ids: &[Id]) -> StoreResult<Vec<KbArticle>> {
+        self.get_kb_articles_impl(ids).await
+    }
+
+    async fn create_kb_article(
+        &self,
+        actor: &Actor,
+        input: &NewKbArticle,
+    ) -> StoreResult<KbArticle> {
+        self.create_kb_article_impl(actor, input).await
+    }
+
+    async fn update_kb_article(
+        &self,
+        actor: &Actor,
+        id: Id,
+        patch: &KbArticlePatch,
+    ) -> StoreResult<KbArticle> {
+        self.update_kb_article_impl(actor, id, patch).await
+    }
+
+    async fn delete_kb_article(&self, actor: &Actor, id: Id) -> StoreResult<()> {
+        self.delete_kb_article_impl(actor, id).await
+    }
+
+    async fn record_kb_use(
+        &self,
+        actor: &Actor,
+        id: Id,
+        dialog_id: Id,
+    ) -> StoreResult<(KbArticle, bool)> {
+        self.record_kb_use_impl(actor, id, dialog_id).await
     }
 
     async fn get_file(&self, key: &str) -> StoreResult<Option<FileContent>> {

@@ -1294,3 +1294,106 @@ async fn the_classifier_hint_shows_on_a_new_inquiry_and_a_dislike_with_the_right
     );
     assert_no_errors(&page, &[401]);
 }
+
+#[tokio::test]
+async fn a_suggested_answer_is_inserted_into_the_reply_with_its_links_and_refreshed_live() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = spawn_app_with(with_api_channel("Sales", None)).await;
+    let sales = app.department("Sales").await;
+    let key = app.api_key(&[Scope::DialogsWrite]).await;
+    app.user("anna", Role::Operator, Some(sales)).await;
+    for body in [
+        json!({"title": "Сроки доставки", "tags": ["доставка"],
+            "body": "Доставка по Москве — 1–2 дня. Отследить заказ: [трек-номер](https://shop.example/track).\n![Где трек-номер](https://shop.example/track.png)"}),
+        json!({"title": "Returns and refunds", "language": "en",
+            "body": "Fill in the [return form](https://shop.example/return); the refund takes 5 to 10 days."}),
+    ] {
+        let (status, a) = app
+            .post(Some(&app.admin), "/api/v1/kb/articles", &body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
+    }
+    let page = console(&browser, &app.base, "anna").await;
+    let ev = inbound(
+        "m-s1",
+        "t-s1",
+        "+7 916 321-00-12",
+        "Добрый день, когда доставка моего заказа?",
+    );
+    let (status, out) = ingest(&app, &key, &ev).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let dialog = out["dialog"]["id"].as_i64().expect("dialog");
+    page.wait_for(
+        &format!("document.querySelector('.dialog-item[data-id=\"{dialog}\"]')"),
+        WAIT,
+    )
+    .await;
+    page.click(&format!(".dialog-item[data-id=\"{dialog}\"]"))
+        .await;
+    page.wait_for(
+        "document.querySelector('#suggestions .suggestion .title')?.textContent === 'Сроки доставки'",
+        WAIT,
+    )
+    .await;
+    let links = page
+        .eval("[...document.querySelectorAll('#suggestions .suggestion:first-child .links a')].map(a => a.href)")
+        .await;
+    assert_eq!(
+        links,
+        json!([
+            "https://shop.example/track",
+            "https://shop.example/track.png"
+        ])
+    );
+    page.screenshot(&screenshot_path("kb-suggestions")).await;
+
+    // One click puts the answer, with its links and image, into the reply.
+    page.click("#suggestions .suggestion:first-child .suggestion-insert")
+        .await;
+    let reply = page
+        .eval("document.querySelector('#reply-text').value")
+        .await;
+    let reply = reply.as_str().unwrap_or_default().to_owned();
+    assert!(
+        reply.contains("трек-номер (https://shop.example/track)")
+            && reply.contains("https://shop.example/track.png"),
+        "{reply}"
+    );
+    // The use is recorded.
+    let mut used = 0;
+    for _ in 0..50 {
+        let (_, list) = app
+            .get(Some(&app.admin), "/api/v1/kb/articles?language=ru")
+            .await;
+        used = list[0]["article"]["used_count"].as_i64().unwrap_or(0);
+        if used == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(used, 1);
+    page.click("#reply-send").await;
+    page.wait_for(
+        "[...document.querySelectorAll('#messages li.msg')].some(e => e.textContent.includes('shop.example/track.png'))",
+        WAIT,
+    )
+    .await;
+
+    // The customer asks something else: the panel follows without a reload.
+    let ev = inbound(
+        "m-s2",
+        "t-s1",
+        "+7 916 321-00-12",
+        "And how do I return it and get a refund?",
+    );
+    let (status, out) = ingest(&app, &key, &ev).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    page.wait_for(
+        "document.querySelector('#suggestions .suggestion .title')?.textContent === 'Returns and refunds'",
+        WAIT,
+    )
+    .await;
+    assert_no_errors(&page, &[401]);
+}

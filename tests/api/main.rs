@@ -27,6 +27,7 @@ mod hep_calls;
 mod ingest_batch;
 mod input_regressions;
 mod intake;
+mod kb;
 mod leads;
 mod messages_paging;
 mod multinode;

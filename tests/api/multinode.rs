@@ -239,6 +239,42 @@ async fn two_nodes_share_events_survive_a_kill_and_move_the_lease() {
     assert_eq!(m["data"]["body"], "через узел А");
     let dialog0 = out["dialog"]["id"].as_i64().expect("dialog");
 
+    // 1b. A knowledge base article written on A is found on B (each node has its own
+    // index, kept in step from the change log through the bus); deleted on A, gone on B.
+    let (s, art) = app_a
+        .post(
+            Some(&root),
+            "/api/v1/kb/articles",
+            &json!({"title": "Часы работы склада", "body": "Склад работает с 9 до 18 по будням."}),
+        )
+        .await;
+    assert!(s.is_success(), "{art}");
+    let found_on_b = |want: bool| {
+        let (app_b, operator) = (&app_b, &operator);
+        async move {
+            for _ in 0..100 {
+                let (_, hits) = app_b
+                    .get(
+                        Some(operator),
+                        "/api/v1/kb/articles?q=%D1%81%D0%BA%D0%BB%D0%B0%D0%B4",
+                    )
+                    .await;
+                let has = hits.as_array().is_some_and(|h| !h.is_empty());
+                if has == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(found_on_b(true).await, "B indexes A's article");
+    let (s, _) = app_a
+        .delete(Some(&root), &format!("/api/v1/kb/articles/{}", art["id"]))
+        .await;
+    assert!(s.is_success());
+    assert!(found_on_b(false).await, "B drops A's deleted article");
+
     // 2. A client on A follows the department while events stream; A is killed midway.
     let (mut on_a, _) = Ws::operator(&app_a, &login(&app_a, "root", admin.id).await).await;
     let topic = format!("dept:{}", dept.id);

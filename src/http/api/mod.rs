@@ -10,6 +10,7 @@ pub mod clients;
 pub mod dialogs;
 pub mod files;
 pub mod interests;
+pub mod kb;
 pub mod realtime;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,7 +34,7 @@ use super::AppState;
         (name = "dialogs", description = "conversations and messages"),
         (name = "calls", description = "phone calls"),
         (name = "canned responses", description = "ready answers for replies: personal, per department, global"),
-        (name = "iconsultant", description = "request types, the classifier's readings of inquiries, operators' verdicts"),
+        (name = "iconsultant", description = "request types, the classifier's readings of inquiries, operators' verdicts, the knowledge base and its suggestions"),
     )
 )]
 struct ApiDoc;
@@ -149,4 +150,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(assist::classification_feedback))
         .routes(routes!(assist::classify))
         .routes(routes!(assist::retrain))
+        .routes(routes!(kb::list_kb_articles, kb::create_kb_article))
+        .routes(routes!(
+            kb::get_kb_article,
+            kb::update_kb_article,
+            kb::delete_kb_article
+        ))
+        .routes(routes!(kb::search_kb))
+        .routes(routes!(kb::record_kb_use))
+        .routes(routes!(kb::dialog_suggestions))
 }
