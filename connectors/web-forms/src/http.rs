@@ -2,14 +2,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use kommutator_sdk::{ConnectorError, InboundSender, Secret};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -25,6 +26,10 @@ use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 pub const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
 /// The longest `User-Agent` kept in `raw`, in characters.
 const MAX_USER_AGENT_CHARS: usize = 512;
+/// The most of a refused post's body read and dropped before answering, in bytes.
+pub const DRAIN_MAX_BYTES: usize = 1024 * 1024;
+/// The longest a refused post's body is read and dropped before answering.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the handlers need; shared by all requests of one instance.
 pub(crate) struct App {
@@ -130,12 +135,59 @@ fn form_error(app: &App, e: &FormError) -> Response {
 async fn submit(State(app): State<Arc<App>>, req: Request) -> Response {
     let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
     let cors = origin.as_deref().filter(|o| app.allowed_origin(o));
-    let resp = handle(&app, req, origin.as_deref()).await;
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    let resp = handle(&app, parts, &mut body, origin.as_deref()).await;
+    if let Some(rest) = body {
+        drain(rest).await;
+    }
     with_cors(resp, cors)
 }
 
-async fn handle(app: &App, req: Request, origin: Option<&str>) -> Response {
-    let (parts, body) = req.into_parts();
+/// Reads and drops what is left of a refused post's body (at most [`DRAIN_MAX_BYTES`],
+/// for at most two seconds) before the answer goes out. A client still sending when the
+/// server closes a socket with unread data gets a reset instead of the answer, and most
+/// HTTP clients (browsers' `fetch` included) then report a network error, not the 413 or
+/// 429 that says what to do. Past the bounds the connection is simply closed.
+async fn drain(mut body: Body) {
+    let mut left = DRAIN_MAX_BYTES;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, read).await;
+}
+
+/// The body, up to `max` bytes; `None` when it is longer (what was read past the limit,
+/// up to the drain bound, is dropped: see [`drain`]) or cannot be read.
+async fn read_body(mut body: Body, max: usize) -> Option<Bytes> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > max {
+                drain(body).await;
+                return None;
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Some(Bytes::from(buf))
+}
+
+/// Answers a post; `body` is taken when read, and whatever is left untaken is drained by
+/// the caller.
+async fn handle(
+    app: &App,
+    parts: axum::http::request::Parts,
+    body: &mut Option<Body>,
+    origin: Option<&str>,
+) -> Response {
     // A browser always sends `Origin` on a cross-origin POST (and the `Sec-Fetch-*` headers
     // in current versions); a server-to-server post sends neither.
     let browser = origin.is_some() || parts.headers.contains_key("sec-fetch-site");
@@ -189,14 +241,18 @@ async fn handle(app: &App, req: Request, origin: Option<&str>) -> Response {
     let too_large = || form_error(app, &FormError::TooLarge(app.max_body_bytes));
     let declared = header_str(&parts.headers, header::CONTENT_LENGTH)
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.max_body_bytes as u64) {
+    if let Some(n) = declared.filter(|n| *n > app.max_body_bytes as u64) {
+        if n > DRAIN_MAX_BYTES as u64 {
+            // Too big to be worth reading even to drop: refuse and close.
+            body.take();
+        }
         return too_large();
     }
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE);
     if let Err(e) = check_content_type(content_type) {
         return form_error(app, &e);
     }
-    let Ok(bytes) = to_bytes(Body::new(body), app.max_body_bytes).await else {
+    let Some(bytes) = read_body(body.take().unwrap_or_default(), app.max_body_bytes).await else {
         return too_large();
     };
 
