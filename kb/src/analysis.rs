@@ -85,6 +85,8 @@ pub(crate) struct QueryWord {
     pub(crate) ru: Option<String>,
     pub(crate) en: Option<String>,
     pub(crate) plain: Option<String>,
+    /// A Latin word read as transliterated Russian, stemmed (`dostavki` → «доставк»).
+    pub(crate) ru_translit: Option<String>,
 }
 
 /// Analysers for one query (`TextAnalyzer::token_stream` needs `&mut`, so each search gets
@@ -137,6 +139,15 @@ pub(crate) fn query_words(analyzers: &mut QueryAnalyzers, text: &str) -> Vec<Que
     }
     drop(stream);
     words.retain(|w| w.ru.is_some() || w.en.is_some() || w.plain.is_some());
+    for word in &mut words {
+        let Some(cyrillic) = word.plain.as_deref().and_then(crate::translit::to_cyrillic) else {
+            continue;
+        };
+        let mut stream = analyzers.ru.token_stream(&cyrillic);
+        if let Some(token) = stream.next() {
+            word.ru_translit = Some(token.text.clone());
+        }
+    }
     words
 }
 

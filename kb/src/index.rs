@@ -406,6 +406,12 @@ impl KbIndex {
             if let Some(plain) = &word.plain {
                 terms.push((Term::from_field_text(f.tags, plain), TAG_BOOST));
             }
+            // A Latin word may be Russian typed in Latin letters: its Cyrillic reading is
+            // one more form of the same word.
+            if let Some(ru) = &word.ru_translit {
+                terms.push((Term::from_field_text(f.title_ru, ru), TITLE_BOOST));
+                terms.push((Term::from_field_text(f.body_ru, ru), 1.0));
+            }
             push(&mut candidates, terms);
             if let (Some(first), Some(second)) = (
                 word.plain.as_deref(),

@@ -3,16 +3,20 @@
 //! [`KbIndex`] keeps the articles of the knowledge base in an in-RAM tantivy index (each
 //! node has its own, rebuilt from the database at start and kept in step from change events)
 //! and answers free-text queries — a customer's message as it came — with BM25 over Russian-
-//! and English-stemmed fields. [`rrf`] fuses its ranking with others (the sentence encoder's
+//! and English-stemmed fields; a Latin word is also read as transliterated Russian
+//! ([`translit`]: `dostavka` finds «доставка»). [`rrf`] fuses its ranking with others (the sentence encoder's
 //! nearest neighbours) by reciprocal rank.
 //!
 //! The hub strips markup before indexing: [`KbDoc::body`] is plain text.
 
 mod analysis;
 pub mod eval;
+mod hybrid;
 mod index;
 mod rrf;
+pub mod translit;
 
+pub use hybrid::{hybrid, HYBRID_KEYWORD_WEIGHT};
 pub use index::{KbIndex, MAX_QUERY_WORDS, TAG_BOOST, TITLE_BOOST};
 pub use rrf::{rrf, RRF_K};
 
@@ -47,6 +51,23 @@ pub struct KbFilter {
     pub public_only: bool,
     /// Only articles whose language code equals this one (trimmed, ASCII case ignored).
     pub language: Option<String>,
+}
+
+impl KbFilter {
+    /// Whether an article with these attributes passes the filter, exactly as a search
+    /// applies it (for rankings made outside the index, such as vector similarity).
+    #[must_use]
+    pub fn admits(&self, department_id: Option<i64>, public: bool, language: &str) -> bool {
+        let department_ok = match (&self.department_ids, department_id) {
+            (None, _) | (Some(_), None) => true,
+            (Some(ids), Some(d)) => ids.contains(&d),
+        };
+        let language_ok = self
+            .language
+            .as_deref()
+            .is_none_or(|want| want.trim().eq_ignore_ascii_case(language.trim()));
+        department_ok && (public || !self.public_only) && language_ok
+    }
 }
 
 /// One search result.

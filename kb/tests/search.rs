@@ -231,3 +231,76 @@ fn empty_index_finds_nothing() {
     assert!(index.is_empty());
     assert!(ids(&index, "доставка").is_empty());
 }
+
+#[test]
+fn admits_agrees_with_the_search_for_every_filter() {
+    let docs = [
+        KbDoc {
+            department_id: Some(10),
+            ..article(1, "Доставка по Москве", "")
+        },
+        KbDoc {
+            department_id: Some(20),
+            public: false,
+            ..article(2, "Доставка: внутренний регламент", "")
+        },
+        KbDoc {
+            language: "EN ".to_owned(),
+            ..article(3, "Доставка abroad", "")
+        },
+        KbDoc {
+            language: "kk".to_owned(),
+            public: false,
+            ..article(4, "Доставка", "")
+        },
+    ];
+    let index = index_of(&docs);
+    for department_ids in [
+        None,
+        Some(vec![]),
+        Some(vec![10]),
+        Some(vec![20, 10]),
+        Some(vec![99]),
+    ] {
+        for public_only in [false, true] {
+            for language in [None, Some("ru"), Some(" En"), Some("kk"), Some("de")] {
+                let filter = KbFilter {
+                    department_ids: department_ids.clone(),
+                    public_only,
+                    language: language.map(str::to_owned),
+                };
+                let admitted: Vec<i64> = docs
+                    .iter()
+                    .filter(|d| filter.admits(d.department_id, d.public, &d.language))
+                    .map(|d| d.id)
+                    .collect();
+                assert_eq!(
+                    sorted(ids_with(&index, "доставка", &filter)),
+                    admitted,
+                    "{filter:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn russian_typed_in_latin_letters_finds_the_russian_article() {
+    let index = index_of(&[
+        article(
+            1,
+            "Доставка мебели",
+            "Привезём диван и шкаф в течение трёх дней.",
+        ),
+        article(2, "Возврат товара", "Верните товар в течение 14 дней."),
+        article(3, "Delivery abroad", "We ship sofas to Kazakhstan."),
+    ]);
+    assert_eq!(ids(&index, "kogda privezut divan").first(), Some(&1));
+    assert_eq!(
+        ids(&index, "skolko stoit dostavka mebeli").first(),
+        Some(&1)
+    );
+    assert_eq!(ids(&index, "kak vernut tovar").first(), Some(&2));
+    // English still reads as English.
+    assert_eq!(ids(&index, "do you ship abroad").first(), Some(&3));
+}
