@@ -43,12 +43,38 @@ pub struct AssistConfig {
     /// verdicts (one node per period does it); 0 turns them off (`POST
     /// /api/v1/assist/retrain` still works). Default: 6 hours.
     pub retrain_every_secs: u64,
+    /// Which engine classifies inquiries: `auto` (default: engine 2, the sentence encoder,
+    /// when its files are in `models_dir`, else engine 1), `encoder` (engine 2; a missing
+    /// or damaged model is logged as an error and engine 1 runs), or `ngram` (engine 1,
+    /// the built-in hashed n-gram model, only).
+    pub engine: EngineChoice,
+    /// The folder with engine 2's `model.onnx` and `tokenizer.json` (made by
+    /// `models/fetch.sh`); relative paths are from the working directory.
+    pub models_dir: std::path::PathBuf,
+    /// Threads engine 2 uses when it trains (seed set, retraining); 0: all cores.
+    pub encoder_threads: usize,
+}
+
+/// The engine choice of `[assist] engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// Engine 2 when its files are there, else engine 1.
+    #[default]
+    Auto,
+    /// Engine 2; engine 1 (with an error in the log) when it cannot be loaded.
+    Encoder,
+    /// Engine 1 only.
+    Ngram,
 }
 
 impl Default for AssistConfig {
     fn default() -> Self {
         Self {
             retrain_every_secs: 6 * 3600,
+            engine: EngineChoice::Auto,
+            models_dir: std::path::PathBuf::from("models/e5"),
+            encoder_threads: 0,
         }
     }
 }

@@ -152,12 +152,14 @@ impl App {
             256,
             shutdown.clone(),
         );
-        let consultant = crate::assist::Consultant::start(store.clone())
+        let engines = crate::assist::engine::load(&config.assist).await;
+        let encoder = engines.sentence_encoder();
+        let consultant = crate::assist::Consultant::start(store.clone(), engines)
             .await
             .context("cannot start iConsultant's classifier")?;
         pipeline.set_consultant(consultant.clone());
         let knowledge =
-            crate::assist::Knowledge::start(store.clone(), hub.clone(), shutdown.clone())
+            crate::assist::Knowledge::start(store.clone(), hub.clone(), shutdown.clone(), encoder)
                 .await
                 .context("cannot start iConsultant's knowledge base")?;
         let routing = crate::routing::Routing::start(

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use kommutator_textclass::{
-    validate_weight, Classifier, ClassifyError, Example, FitOptions, FitReport, Prediction,
+    validate_weight, Classifier, ClassifyError, Example, FitOptions, FitReport, Prediction, Signal,
 };
 
 use crate::encoder::{Encoder, Kind};
@@ -12,6 +12,19 @@ use crate::head::{HeadConfig, HeadDecodeError, LinearHead};
 
 /// The default number of embeddings kept in memory (about 1.6 KB each).
 pub const DEFAULT_CACHE_ENTRIES: usize = 20_000;
+
+/// Texts learned online ([`Classifier::learn`]) that the classifier remembers verbatim, at
+/// most (the oldest are forgotten first).
+pub const MEMORY_ENTRIES: usize = 5_000;
+
+/// The least cosine similarity at which a text counts as a near copy of a remembered one.
+/// Paraphrases and texts about the same thing score lower; the same message with a date,
+/// a number or punctuation changed scores above it.
+pub const MEMORY_SIMILARITY: f32 = 0.95;
+
+/// How much a remembered label weighs in the reading of a near copy (the head's
+/// probabilities get the rest).
+pub const MEMORY_WEIGHT: f32 = 0.8;
 
 /// Options of an [`EncoderClassifier`] (not part of its bytes: they concern the process).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +93,11 @@ pub struct EncoderClassifier {
     head: LinearHead,
     config: EncoderClassifierConfig,
     cache: Arc<Mutex<EmbeddingCache>>,
+    /// Texts learned online, newest last: (embedding, label index). A linear head moved by
+    /// a few online steps generalises a correction poorly to a near copy of the corrected
+    /// text (the head reads centred embeddings, where a changed date weighs as much as the
+    /// rest); the memory makes a near copy read as the operator said.
+    memory: VecDeque<(Arc<[f32]>, usize)>,
 }
 
 impl EncoderClassifier {
@@ -112,6 +130,7 @@ impl EncoderClassifier {
             head,
             config,
             cache: Arc::new(Mutex::new(cache)),
+            memory: VecDeque::new(),
         }
     }
 
@@ -234,7 +253,24 @@ impl Classifier for EncoderClassifier {
         if !has_features(text) {
             return Prediction::no_signal(self.head.labels());
         }
-        self.head.predict(&self.embedding(text))
+        let e = self.embedding(text);
+        let Some(mut p) = self.head.probabilities(&e) else {
+            return Prediction::no_signal(self.head.labels());
+        };
+        // The nearest remembered text, if it is a near copy.
+        let nearest = self
+            .memory
+            .iter()
+            .rev()
+            .map(|(m, label)| (crate::cosine(m, &e), *label))
+            .filter(|(sim, _)| *sim >= MEMORY_SIMILARITY)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, label)) = nearest {
+            for (k, v) in p.iter_mut().enumerate() {
+                *v = (1.0 - MEMORY_WEIGHT) * *v + if k == label { MEMORY_WEIGHT } else { 0.0 };
+            }
+        }
+        Prediction::from_scores(self.head.labels(), &p, Signal::Features)
     }
 
     fn learn(&mut self, text: &str, label: &str, weight: f32) -> Result<(), ClassifyError> {
@@ -247,7 +283,15 @@ impl Classifier for EncoderClassifier {
             return Ok(());
         }
         let e = self.embedding(text);
-        self.head.learn(&e, index, weight)
+        self.head.learn(&e, index, weight)?;
+        // The newest verdict on the same text wins.
+        self.memory
+            .retain(|(m, _)| !Arc::ptr_eq(m, &e) && m[..] != e[..]);
+        if self.memory.len() >= MEMORY_ENTRIES {
+            self.memory.pop_front();
+        }
+        self.memory.push_back((e, index));
+        Ok(())
     }
 
     fn fit(
@@ -294,9 +338,12 @@ impl Classifier for EncoderClassifier {
             head,
             config: self.config,
             cache: Arc::clone(&self.cache),
+            memory: VecDeque::new(),
         })
     }
 
+    /// The head only: the memory of online verdicts is not kept (a stored model comes from
+    /// `fit`, where the verdicts are training examples; the hub replays the newer ones).
     fn to_bytes(&self) -> Vec<u8> {
         self.head.to_bytes()
     }

@@ -256,6 +256,40 @@ fn classifier_contract() {
         .expect("no features: no change, no error");
 }
 
+#[test]
+fn a_correction_carries_to_a_near_copy_but_not_to_other_texts() {
+    let Some(enc) = encoder() else { return };
+    let labels = ["interest", "claim", "bug", "other"];
+    let config = EncoderClassifierConfig {
+        fit_threads: 2,
+        ..EncoderClassifierConfig::default()
+    };
+    let mut c = EncoderClassifier::new(enc.clone(), &labels, config).expect("classifier");
+    let data = seed_examples();
+    let examples: Vec<Example<'_>> = data.iter().map(|(t, l)| Example::new(t, l)).collect();
+    c.fit(&examples, &FitOptions::default()).expect("fit");
+    let text = "Счёт за октябрь пришёл дважды, спишите лишнее пожалуйста";
+    let near = "Счёт за ноябрь пришёл дважды, спишите лишнее пожалуйста!";
+    let other = "Подскажите, сколько стоит доставка дивана в Казань?";
+    let before = c.predict(other).label().map(str::to_owned);
+    let wanted = if c.predict(text).label() == Some("bug") {
+        "other"
+    } else {
+        "bug"
+    };
+    c.learn(text, wanted, 3.0).expect("learn");
+    assert_eq!(c.predict(text).label(), Some(wanted));
+    assert_eq!(c.predict(near).label(), Some(wanted));
+    assert_eq!(c.predict(other).label().map(str::to_owned), before);
+    // Not kept in the model's bytes: a fresh copy forgets it.
+    assert!(c
+        .fresh()
+        .predict(text)
+        .ranked()
+        .iter()
+        .all(|s| s.probability < 0.5));
+}
+
 /// The knowledge base as the hub searches it with the encoder present: keyword (BM25)
 /// ranking fused with the encoder's nearest articles by reciprocal rank. An English question
 /// finds the Russian article that answers it among the first three, which keywords alone

@@ -5,8 +5,16 @@
 //! in it makes the node work out the best answers again (debounced) and push them to that
 //! dialog's followers as an ephemeral `kb_suggestions` event.
 //!
-//! Ranking: BM25 over Russian- and English-stemmed title, body and tags (the `kb` crate),
-//! then each score is multiplied by `1 + USE_BOOST * ln(1 + uses)`, where `uses` counts the
+//! Ranking: BM25 over Russian- and English-stemmed title, body and tags (the `kb` crate;
+//! Latin words are also read as transliterated Russian). With iConsultant's engine 2
+//! loaded, each article also has a sentence embedding (title and body, as a `passage:`),
+//! the question is embedded as a `query:`, and the articles at least [`MIN_SIMILARITY`]
+//! close are fused with the keyword hits by score ([`kommutator_kb::hybrid`], keyword
+//! weight [`kommutator_kb::HYBRID_KEYWORD_WEIGHT`]): a question in English finds the
+//! Russian article. Embeddings are made in the background at start (keywords alone serve
+//! until an article has one) and on every change of an article's text.
+//!
+//! Then each score is multiplied by `1 + USE_BOOST * ln(1 + uses)`, where `uses` counts the
 //! times operators put the article into a reply from the suggestions: of two articles about
 //! equally relevant, the one operators pick wins, but usage never lifts an article that does
 //! not match the question.
@@ -15,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use kommutator_encoder::{Encoder, Kind};
 use kommutator_kb::{KbDoc, KbFilter, KbIndex};
 use tokio_util::sync::CancellationToken;
 
@@ -34,17 +43,49 @@ const QUESTION_MESSAGES: i64 = 3;
 const QUESTION_MAX: usize = 8 * 1024;
 /// How many hits the index is asked for before the usage boost reorders them.
 const CANDIDATES: usize = 50;
+/// The least cosine similarity (e5 embeddings) at which an article is a candidate by
+/// meaning alone; below it only a keyword match brings it. Chosen on `kb/eval` (see
+/// `docs/iconsultant.md`): questions and their articles score above it, off-topic
+/// questions against every article below.
+pub const MIN_SIMILARITY: f32 = 0.80;
+/// Articles embedded per blocking task at start-up.
+const EMBED_CHUNK: usize = 16;
+
+/// An article's embedding with the text it was made from.
+type Embedded = (Arc<str>, Arc<[f32]>);
+
+/// Engine 2's part of the knowledge base.
+struct Vectors {
+    encoder: Arc<Encoder>,
+    /// Each article's embedding with the text it was made from, by id.
+    by_id: RwLock<HashMap<Id, Embedded>>,
+}
+
+/// The text an article is embedded from: its title and plain body.
+fn passage_of(a: &KbArticle) -> String {
+    format!("{}\n{}", a.title, kb_plain_text(&a.body))
+}
 
 /// The knowledge base of this node.
-#[derive(Debug)]
 pub struct Knowledge {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     index: KbIndex,
+    /// With engine 2: the embeddings.
+    vectors: Option<Vectors>,
     /// Every article by id, as last read from the store.
     articles: RwLock<HashMap<Id, Arc<KbArticle>>>,
     /// Dialogs whose suggestions are about to be worked out.
     pending: Mutex<HashSet<Id>>,
+}
+
+impl std::fmt::Debug for Knowledge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Knowledge")
+            .field("articles", &self.index.len())
+            .field("vectors", &self.vectors.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn doc_of(a: &KbArticle) -> KbDoc {
@@ -72,6 +113,7 @@ impl Knowledge {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         shutdown: CancellationToken,
+        encoder: Option<Arc<Encoder>>,
     ) -> StoreResult<Arc<Self>> {
         // Position first, then the snapshot: a change committed in between is applied
         // twice, which is harmless; none is missed.
@@ -82,12 +124,23 @@ impl Knowledge {
             store,
             hub,
             index,
+            vectors: encoder.map(|encoder| Vectors {
+                encoder,
+                by_id: RwLock::new(HashMap::new()),
+            }),
             articles: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
         });
         let n = all.len();
         k.replace_all(all).await?;
-        tracing::info!(articles = n, "knowledge base indexed");
+        tracing::info!(
+            articles = n,
+            vectors = k.vectors.is_some(),
+            "knowledge base indexed"
+        );
+        if k.vectors.is_some() {
+            tokio::spawn(k.clone().embed_all());
+        }
         tokio::spawn(k.clone().follow(pos, shutdown));
         Ok(k)
     }
@@ -95,6 +148,68 @@ impl Knowledge {
     /// How many articles are indexed.
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// How many articles have an embedding (0 without engine 2).
+    pub fn embedded(&self) -> usize {
+        self.vectors
+            .as_ref()
+            .and_then(|v| v.by_id.read().ok().map(|m| m.len()))
+            .unwrap_or(0)
+    }
+
+    /// Embeds every article that has no embedding of its current text, a chunk per
+    /// blocking task so that changes and searches go on meanwhile.
+    async fn embed_all(self: Arc<Self>) {
+        let started = std::time::Instant::now();
+        let todo: Vec<(Id, String)> = match self.articles.read() {
+            Ok(m) => m.values().map(|a| (a.id, passage_of(a))).collect(),
+            Err(_) => return,
+        };
+        for chunk in todo.chunks(EMBED_CHUNK) {
+            let chunk = chunk.to_vec();
+            let this = self.clone();
+            let done = tokio::task::spawn_blocking(move || this.embed_passages(chunk)).await;
+            if done.is_err() {
+                tracing::warn!("knowledge base embedding stopped");
+                return;
+            }
+        }
+        tracing::info!(
+            articles = self.embedded(),
+            ms = started.elapsed().as_millis(),
+            "knowledge base articles embedded (engine 2)"
+        );
+    }
+
+    /// Embeds `(id, passage)` pairs and keeps each vector, unless the article changed or
+    /// went meanwhile (its newer text is embedded by the refresh that saw the change).
+    /// Blocking: milliseconds per article.
+    fn embed_passages(&self, items: Vec<(Id, String)>) {
+        let Some(v) = &self.vectors else { return };
+        let fresh: Vec<&(Id, String)> = match v.by_id.read() {
+            Ok(m) => items
+                .iter()
+                .filter(|(id, text)| m.get(id).is_none_or(|(t, _)| **t != **text))
+                .collect(),
+            Err(_) => return,
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let texts: Vec<&str> = fresh.iter().map(|(_, t)| t.as_str()).collect();
+        let vectors = v.encoder.embed_batch(&texts, Kind::Passage);
+        let current = self.articles.read().ok();
+        let Ok(mut m) = v.by_id.write() else { return };
+        for ((id, text), vector) in fresh.into_iter().zip(vectors) {
+            let still = current
+                .as_ref()
+                .and_then(|c| c.get(id))
+                .is_some_and(|a| passage_of(a) == *text);
+            if still && vector.iter().any(|x| *x != 0.0) {
+                m.insert(*id, (Arc::from(text.as_str()), Arc::from(vector)));
+            }
+        }
     }
 
     /// Whether the knowledge base is empty.
@@ -152,12 +267,30 @@ impl Knowledge {
         .await
         .map_err(|e| StoreError::Corrupt(format!("indexing stopped: {e}")))?
         .map_err(|e| index_error(&e))?;
-        let mut m = self.articles.write().map_err(|_| poisoned())?;
-        for a in found {
-            m.insert(a.id, Arc::new(a));
+        let mut to_embed = Vec::new();
+        {
+            let mut m = self.articles.write().map_err(|_| poisoned())?;
+            for a in found {
+                if self.vectors.is_some() {
+                    to_embed.push((a.id, passage_of(&a)));
+                }
+                m.insert(a.id, Arc::new(a));
+            }
+            for id in &gone {
+                m.remove(id);
+            }
         }
-        for id in gone {
-            m.remove(&id);
+        if let Some(v) = &self.vectors {
+            if let Ok(mut m) = v.by_id.write() {
+                for id in &gone {
+                    m.remove(id);
+                }
+            }
+            // Unchanged texts are skipped inside (a use changes only the count).
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.embed_passages(to_embed))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("embedding stopped: {e}")))?;
         }
         Ok(())
     }
@@ -175,21 +308,66 @@ impl Knowledge {
         let this = self.clone();
         let q = q.to_owned();
         let want = limit.max(1).saturating_mul(4).max(CANDIDATES);
-        let hits = tokio::task::spawn_blocking(move || this.index.search(&q, &filter, want))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("search stopped: {e}")))?
-            .map_err(|e| index_error(&e))?;
+        // One blocking task: the keyword search (microseconds) and, with engine 2, the
+        // question's embedding (milliseconds) and the nearest articles.
+        let scored = tokio::task::spawn_blocking(
+            move || -> Result<Vec<(Id, f32)>, kommutator_kb::KbError> {
+                let hits = this.index.search(&q, &filter, want)?;
+                let keyword: Vec<(Id, f32)> = hits.iter().map(|h| (h.id, h.score)).collect();
+                match this.nearest(&q, &filter, want) {
+                    Some(near) => Ok(kommutator_kb::hybrid(
+                        &keyword,
+                        &near,
+                        kommutator_kb::HYBRID_KEYWORD_WEIGHT,
+                    )),
+                    None => Ok(keyword),
+                }
+            },
+        )
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("search stopped: {e}")))?
+        .map_err(|e| index_error(&e))?;
         let m = self.articles.read().map_err(|_| poisoned())?;
-        let mut out: Vec<(Arc<KbArticle>, f32)> = hits
+        let mut out: Vec<(Arc<KbArticle>, f32)> = scored
             .iter()
-            .filter_map(|h| {
-                m.get(&h.id)
-                    .map(|a| (a.clone(), boosted(h.score, a.used_count)))
+            .filter_map(|(id, score)| {
+                m.get(id)
+                    .map(|a| (a.clone(), boosted(*score, a.used_count)))
             })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// With engine 2: the `n` articles under `filter` most similar in meaning to `q`, at
+    /// least [`MIN_SIMILARITY`] close, as (id, cosine), best first. `None` without engine 2
+    /// or embeddings. Blocking: embeds `q`.
+    fn nearest(&self, q: &str, filter: &KbFilter, n: usize) -> Option<Vec<(Id, f32)>> {
+        let v = self.vectors.as_ref()?;
+        if v.by_id.read().ok()?.is_empty() {
+            return None;
+        }
+        let query = v.encoder.embed(q, Kind::Query);
+        if query.iter().all(|x| *x == 0.0) {
+            return Some(Vec::new());
+        }
+        // Lock order everywhere: the articles, then the vectors.
+        let articles = self.articles.read().ok()?;
+        let vectors = v.by_id.read().ok()?;
+        let mut near: Vec<(Id, f32)> = vectors
+            .iter()
+            .filter(|(id, _)| {
+                articles
+                    .get(id)
+                    .is_some_and(|a| filter.admits(a.department_id, a.public, &a.language))
+            })
+            .map(|(id, (_, e))| (*id, kommutator_encoder::cosine(&query, e)))
+            .filter(|(_, s)| *s >= MIN_SIMILARITY)
+            .collect();
+        near.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        near.truncate(n);
+        Some(near)
     }
 
     /// The suggestions for a dialog: the best articles for its latest inbound messages,

@@ -4,7 +4,8 @@
 //! base ([`Knowledge`]), which suggests ready answers for the dialogs operators have open.
 
 mod consultant;
+pub mod engine;
 mod knowledge;
 
-pub use consultant::{Consultant, RetrainReport};
+pub use consultant::{Consultant, EngineStatus, RetrainReport};
 pub use knowledge::{Knowledge, SUGGEST_DEBOUNCE, USE_BOOST};

@@ -458,12 +458,16 @@ async fn message_input(
         )));
     }
     let mut department_id = department_id(inner, info.department.as_deref()).await;
-    // iConsultant reads the text (microseconds with the n-gram engine; the worker stays
-    // free). An applied type with a department of its own sends a new inquiry there.
-    let classification = inner
-        .consultant
-        .get()
-        .and_then(|c| c.classify(m.subject.as_deref(), m.text.as_deref()));
+    // iConsultant reads the text (microseconds with engine 1, inline; milliseconds with
+    // engine 2, on a blocking thread, so the async workers stay free). An applied type with
+    // a department of its own sends a new inquiry there.
+    let classification = match inner.consultant.get() {
+        Some(c) => {
+            c.classify_off_thread(m.subject.as_deref(), m.text.as_deref())
+                .await
+        }
+        None => None,
+    };
     if let Some(dept) = classification
         .as_ref()
         .and_then(|c| c.applied.as_deref())

@@ -76,6 +76,7 @@ impl Hub {
         let child = Command::new(env!("CARGO_BIN_EXE_kommutator"))
             .arg("serve")
             .env("KOMMUTATOR_CONFIG", config)
+            .env("KOMMUTATOR_ASSIST__ENGINE", "ngram")
             .env("KOMMUTATOR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("KOMMUTATOR_DATABASE__URL", db)
             .env("KOMMUTATOR_LOG__LEVEL", "warn")

@@ -134,6 +134,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    // Engine 1 unless a test asks for engine 2 (tests/api/assist_engines.rs): loading the
+    // sentence encoder costs seconds and a gigabyte per app.
+    config.assist.engine = kommutator::config::EngineChoice::Ngram;
     config.database.url = fresh_database_url().await;
     tweak(&mut config);
     let store = SqlStore::open(&config.database.url, IdentityRules::default())

@@ -6,6 +6,7 @@ mod acl;
 mod acl_leaks;
 mod ami_calls;
 mod assist;
+mod assist_engines;
 mod auth_flow;
 mod bad_input;
 mod browser;

@@ -48,6 +48,7 @@ async fn start_node(name: &'static str, db: &str, redis: &str, config: &std::pat
     let child = Command::new(env!("CARGO_BIN_EXE_kommutator"))
         .arg("serve")
         .env("KOMMUTATOR_CONFIG", config)
+        .env("KOMMUTATOR_ASSIST__ENGINE", "ngram")
         .env("KOMMUTATOR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("KOMMUTATOR_DATABASE__URL", db)
         .env("KOMMUTATOR_REALTIME__REDIS_URL", redis)

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::assist::RetrainReport;
+use crate::assist::{EngineStatus, RetrainReport};
 use crate::domain::*;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, Auth, IdPath};
@@ -117,9 +117,24 @@ pub async fn classify(
 ) -> Result<Json<Classification>, ApiError> {
     a.require(Scope::DialogsRead)?;
     s.consultant
-        .classify(input.subject.as_deref(), Some(&input.text))
+        .classify_off_thread(input.subject.as_deref(), Some(&input.text))
+        .await
         .map(Json)
         .ok_or_else(|| FieldError::new("text", "no_text", "there is no text to classify").into())
+}
+
+/// Which engine classifies (`ngram`: engine 1, `encoder`: engine 2), the model in use,
+/// what `[assist] engine` asked for, why engine 2 is not classifying when it is not (no
+/// model files, a damaged file, still learning the seed set), and how many knowledge-base
+/// articles this node has embedded for search by meaning.
+#[utoipa::path(get, path = "/api/v1/assist/status", tag = "iconsultant",
+    responses((status = 200, body = EngineStatus), (status = "4XX", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn status(State(s): State<AppState>, a: Auth) -> Result<Json<EngineStatus>, ApiError> {
+    a.require(Scope::DialogsRead)?;
+    let mut status = s.consultant.status();
+    status.kb_articles = s.knowledge.len();
+    status.kb_embedded = s.knowledge.embedded();
+    Ok(Json(status))
 }
 
 /// Retrain the classifier now (admin) on the seed set and every verdict outside the

@@ -150,6 +150,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(assist::classification_feedback))
         .routes(routes!(assist::classify))
         .routes(routes!(assist::retrain))
+        .routes(routes!(assist::status))
         .routes(routes!(kb::list_kb_articles, kb::create_kb_article))
         .routes(routes!(
             kb::get_kb_article,
