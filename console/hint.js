@@ -36,7 +36,13 @@ export class Hints {
   el(m) {
     const c = m.classification;
     if (m.direction !== 'inbound' || !c || !Array.isArray(c.ranked) || !c.ranked.length) return null;
-    const box = h('div', { class: 'hint', dataset: { top: c.ranked[0].type } });
+    // A provisional reading (engine 1's, while engine 2 reads) is replaced in a moment by a
+    // message update; it is shown dimmed meanwhile.
+    const box = h('div', {
+      class: c.provisional ? 'hint hint-provisional' : 'hint',
+      dataset: { top: c.ranked[0].type },
+      title: c.provisional ? t('hint.provisional') : null,
+    });
     const label = c.applied
       ? h('span', { class: 'hint-applied' }, t('hint.applied', this.name(c.applied)))
       : h('span', { class: 'hint-guess' }, t('hint.looks_like'), ' ',

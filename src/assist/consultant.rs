@@ -4,7 +4,8 @@
 //! start: newest stored model (else one trained on the seed set) + replay of the feedback
 //!        it has not seen ──► live model (RwLock)
 //! pipeline: subject + text ──► predict ──► ranked over the current request types;
-//!           top ≥ its type's threshold ──► applied (routing to the type's department)
+//!           top ≥ its type's threshold ──► applied (routing to the type's department);
+//!           with engine 2: engine 1 first (provisional), engine 2's after the store
 //! verdict (like / dislike + right type) ──► stored ──► learned at once (this node);
 //!           other nodes learn it from the store within `SYNC_EVERY`
 //! retrain: seed + feedback outside the held-back slice ──► candidate; stored and swapped
@@ -19,10 +20,13 @@
 //! else engine 1; models are stored per engine. With engine 2 and no stored model of it yet,
 //! engine 1 classifies while engine 2's head trains on the seed set in the background (a
 //! few seconds per core); the trained head is stored, so the next start and the other
-//! nodes take it as it is. Engine 2's predictions cost milliseconds: callers on async
-//! threads use [`Consultant::classify_off_thread`], which reads at most one inquiry per
-//! core at a time with engine 2 and hands the overflow of a burst to engine 1's model, kept
-//! beside engine 2 as a standby that learns the same verdicts.
+//! nodes take it as it is. Engine 2's predictions cost milliseconds, so the pipeline never
+//! waits for them: it reads a new inquiry with engine 1's model, kept beside engine 2 as a
+//! standby that learns the same verdicts ([`Consultant::classify_at_ingest`], a
+//! provisional reading), stores it, and then has engine 2 read it on a blocking thread
+//! ([`Consultant::refine_later`]); engine 2's reading replaces the provisional one. The
+//! API uses [`Consultant::classify_off_thread`], which reads at most one inquiry per core
+//! at a time with engine 2 and hands the overflow of a burst to the standby.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -60,6 +64,13 @@ fn head(text: &str, max: usize) -> &str {
 /// 1's standby model reads it (see [`Consultant::classify_off_thread`]).
 pub const ENCODER_WAIT: Duration = Duration::from_millis(100);
 
+/// At most this many stored inquiries wait for (or are in) engine 2's reading after
+/// engine 1's quick one; beyond it a burst keeps engine 1's readings (counted in
+/// `kommutator_classify_refine_skipped_total`).
+pub const REFINE_BACKLOG: usize = 256;
+/// How long a stored inquiry waits for a free core for engine 2's reading before it keeps
+/// engine 1's.
+pub const REFINE_WAIT: Duration = Duration::from_secs(5);
 /// How much one operator verdict weighs against one seed example.
 const FEEDBACK_WEIGHT: f32 = 3.0;
 
@@ -178,6 +189,9 @@ pub struct Consultant {
     setup: EngineSetup,
     /// One per core: engine 2 readings in progress.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Engine 2 readings of stored inquiries waiting or in progress, at most
+    /// [`REFINE_BACKLOG`] (see [`Consultant::refine_later`]).
+    refines: Arc<tokio::sync::Semaphore>,
     live: Arc<RwLock<Live>>,
     types: RwLock<Vec<RequestType>>,
     retraining: tokio::sync::Mutex<()>,
@@ -382,6 +396,7 @@ impl Consultant {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             )),
+            refines: Arc::new(tokio::sync::Semaphore::new(REFINE_BACKLOG)),
             live: Arc::new(RwLock::new(live)),
             types: RwLock::new(types),
             retraining: tokio::sync::Mutex::new(()),
@@ -576,7 +591,7 @@ impl Consultant {
         Ok(())
     }
 
-    /// [`Consultant::classify`] for async callers (the pipeline's workers, the API). With
+    /// [`Consultant::classify`] for async callers (the API). With
     /// engine 1 inline (microseconds). With engine 2 on a blocking thread (milliseconds),
     /// at most one reading per core at a time: an inquiry that finds every core reading
     /// another for longer than [`ENCODER_WAIT`] is read by engine 1's standby model
@@ -619,6 +634,93 @@ impl Consultant {
         self.classify_with(subject, text, false)
     }
 
+    /// The pipeline's reading of a new inquiry, never slower than engine 1 (microseconds),
+    /// so that classification never holds the message back: with engine 2 live, engine 1's
+    /// standby reads it now and the reading is marked
+    /// [`provisional`](Classification::provisional); the pipeline then stores the message
+    /// and has engine 2 read it ([`Consultant::refine_later`]). With engine 1 live, its
+    /// reading is final.
+    pub fn classify_at_ingest(
+        &self,
+        subject: Option<&str>,
+        text: Option<&str>,
+    ) -> Option<Classification> {
+        self.classify_with(subject, text, true)
+    }
+
+    /// Has engine 2 read stored inbound message `message_id` (its subject and text) off
+    /// the ingest path and put its reading in place of the provisional one
+    /// ([`Store::refine_classification`]): the message event is updated, and a new dialog
+    /// that nobody has touched since goes to the department of the type engine 2 applies
+    /// (`default_department`, the channel's, when that type has none). When
+    /// [`REFINE_BACKLOG`] readings are already waiting, or no core frees up within
+    /// [`REFINE_WAIT`], engine 1's reading stays.
+    pub fn refine_later(
+        self: &Arc<Self>,
+        message_id: Id,
+        subject: Option<String>,
+        text: Option<String>,
+        default_department: Option<Id>,
+    ) {
+        let Ok(queued) = Arc::clone(&self.refines).try_acquire_owned() else {
+            metrics::counter!("kommutator_classify_refine_skipped_total").increment(1);
+            return;
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let _queued = queued;
+            let started = std::time::Instant::now();
+            let slot = tokio::time::timeout(REFINE_WAIT, Arc::clone(&me.slots).acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let Some(slot) = slot else {
+                metrics::counter!("kommutator_classify_refine_skipped_total").increment(1);
+                return;
+            };
+            let subject = subject.map(|s| head(&s, READ_AT_MOST).to_owned());
+            let text = text.map(|t| head(&t, READ_AT_MOST).to_owned());
+            let reader = Arc::clone(&me);
+            let reading = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                reader.classify(subject.as_deref(), text.as_deref())
+            })
+            .await
+            .ok()
+            .flatten();
+            // Engine 1 may have taken over meanwhile (a stored model of engine 1 adopted):
+            // only engine 2's reading replaces the quick one.
+            let Some(reading) =
+                reading.filter(|c| !c.provisional && c.model.starts_with(me.engine.name()))
+            else {
+                return;
+            };
+            let department = reading
+                .applied
+                .as_deref()
+                .and_then(|t| me.department_of(t))
+                .or(default_department);
+            for attempt in 1..=4u32 {
+                match me
+                    .store
+                    .refine_classification(message_id, &reading, department)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) if e.is_transient() && attempt < 4 => {
+                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = message_id, error = %e, "engine 2's reading of a stored inquiry was not saved; engine 1's stays");
+                        break;
+                    }
+                }
+            }
+            metrics::histogram!("kommutator_classify_refine_seconds")
+                .record(started.elapsed().as_secs_f64());
+        });
+    }
+
     /// [`Consultant::classify`] by the main model, or by the standby when `standby` is set
     /// and there is one.
     fn classify_with(
@@ -633,14 +735,16 @@ impl Consultant {
             return None;
         }
         let live = self.live.read().ok()?;
-        let (model, version) = match live.standby.as_ref().filter(|_| standby) {
+        let (model, version, provisional) = match live.standby.as_ref().filter(|_| standby) {
             Some(s) => (
                 s.model.as_ref(),
                 format!("{NGRAM}:standby+{}", s.feedback_upto),
+                true,
             ),
             None => (
                 live.model.as_ref(),
                 format!("{}+{}", live.version, live.feedback_upto),
+                false,
             ),
         };
         let prediction = model.predict(head(&text, READ_AT_MOST));
@@ -672,6 +776,7 @@ impl Consultant {
             model: version,
             ranked,
             applied,
+            provisional,
         })
     }
 

@@ -66,6 +66,11 @@ pub struct Classification {
     /// The type applied to the inquiry because its probability reached its threshold;
     /// none means the reading is a hint for the operator.
     pub applied: Option<String>,
+    /// A quick reading by engine 1's model kept beside engine 2. On a stored inbound
+    /// message, engine 2's reading replaces it a moment later (see `docs/iconsultant.md`):
+    /// the message is never held back while the encoder reads it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 impl Classification {

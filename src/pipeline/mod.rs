@@ -350,6 +350,39 @@ async fn run_worker(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
     }
 }
 
+/// After a message is stored with a provisional reading (engine 1's, engine 2 live), has
+/// engine 2 read it off the ingest path; its reading follows as a message update.
+async fn refine_later(inner: &Inner, result: &Result<Processed, PipelineError>) {
+    let Ok(Processed::Message(IngestOutcome::Stored {
+        message, dialog, ..
+    })) = result
+    else {
+        return;
+    };
+    if !message
+        .classification
+        .as_ref()
+        .is_some_and(|c| c.provisional)
+    {
+        return;
+    }
+    let Some(consultant) = inner.consultant.get() else {
+        return;
+    };
+    // Where the message would have gone with no type of its own: the channel's department.
+    let channel_department = inner.channels.read().ok().and_then(|c| {
+        c.get(&dialog.connector_id)
+            .and_then(|i| i.department.clone())
+    });
+    let default_department = department_id(inner, channel_department.as_deref()).await;
+    consultant.refine_later(
+        message.id,
+        message.subject.clone(),
+        message.body.clone(),
+        default_department,
+    );
+}
+
 fn finish(reply: Reply, result: Result<Processed, PipelineError>, started: Instant) {
     metrics::histogram!("kommutator_ingest_seconds").record(started.elapsed().as_secs_f64());
     let label = match &result {
@@ -373,6 +406,7 @@ async fn store_batch(inner: &Inner, messages: &mut Vec<(Reply, IngestMessage)>, 
     if messages.len() == 1 {
         if let Some((reply, input)) = messages.pop() {
             let result = store_message(inner, &input).await;
+            refine_later(inner, &result).await;
             finish(reply, result, started);
         }
         return;
@@ -386,6 +420,7 @@ async fn store_batch(inner: &Inner, messages: &mut Vec<(Reply, IngestMessage)>, 
         Ok(results) if results.len() == inputs.len() => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let result = result.map(Processed::Message).map_err(PipelineError::from);
+                refine_later(inner, &result).await;
                 finish(reply, result, started);
             }
         }
@@ -395,6 +430,7 @@ async fn store_batch(inner: &Inner, messages: &mut Vec<(Reply, IngestMessage)>, 
             }
             for (reply, input) in replies.into_iter().zip(&inputs) {
                 let result = store_message(inner, input).await;
+                refine_later(inner, &result).await;
                 finish(reply, result, started);
             }
         }
@@ -458,16 +494,14 @@ async fn message_input(
         )));
     }
     let mut department_id = department_id(inner, info.department.as_deref()).await;
-    // iConsultant reads the text (microseconds with engine 1, inline; milliseconds with
-    // engine 2, on a blocking thread, so the async workers stay free). An applied type with
-    // a department of its own sends a new inquiry there.
-    let classification = match inner.consultant.get() {
-        Some(c) => {
-            c.classify_off_thread(m.subject.as_deref(), m.text.as_deref())
-                .await
-        }
-        None => None,
-    };
+    // iConsultant reads the text with engine 1 (microseconds), so the message is never
+    // held back; with engine 2 live that reading is provisional and engine 2's follows once
+    // the message is stored (`refine_later`). An applied type with a department of its own
+    // sends a new inquiry there.
+    let classification = inner
+        .consultant
+        .get()
+        .and_then(|c| c.classify_at_ingest(m.subject.as_deref(), m.text.as_deref()));
     if let Some(dept) = classification
         .as_ref()
         .and_then(|c| c.applied.as_deref())
@@ -525,7 +559,9 @@ async fn process(inner: &Inner, ev: InboundEvent) -> Result<Processed, PipelineE
                 ev.raw.as_ref(),
             )
             .await?;
-            store_message(inner, &input).await
+            let result = store_message(inner, &input).await;
+            refine_later(inner, &result).await;
+            result
         }
         InboundKind::OutboundAck {
             message_id,

@@ -645,6 +645,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         inputs: &[IngestMessage],
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
+    /// Puts engine 2's reading of a stored inbound message in place of engine 1's quick
+    /// one, and, when the message opened its dialog and nothing happened to it since, moves
+    /// the dialog to `department_id` (the type's or the channel's department) and gives it
+    /// the type. `None`: there was no provisional reading to replace.
+    async fn refine_classification(
+        &self,
+        message_id: Id,
+        reading: &Classification,
+        department_id: Option<Id>,
+    ) -> StoreResult<Option<Message>>;
     /// Persists a call event and applies it to its call (opening the call on its first
     /// `ringing`); idempotent on `(connector_id, external_id)`.
     async fn ingest_call(&self, input: &IngestCall) -> StoreResult<CallOutcome>;
@@ -1558,6 +1568,16 @@ impl Store for SqlStore {
         inputs: &[IngestMessage],
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         self.ingest_messages_impl(inputs).await
+    }
+
+    async fn refine_classification(
+        &self,
+        message_id: Id,
+        reading: &Classification,
+        department_id: Option<Id>,
+    ) -> StoreResult<Option<Message>> {
+        self.refine_classification_impl(message_id, reading, department_id)
+            .await
     }
 
     async fn ingest_call(&self, input: &IngestCall) -> StoreResult<CallOutcome> {

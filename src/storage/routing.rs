@@ -660,7 +660,13 @@ impl SqlStore {
     }
 
     /// Routes an unassigned open dialog inside `tx`: to an operator, or records it as queued.
-    async fn route_in_tx(tx: &mut WriteTx, d: &mut Dialog) -> StoreResult<Option<Assignment>> {
+    /// `previous`: the assignee it had a moment ago (a refined reading moved it), told of
+    /// its leaving.
+    async fn route_in_tx(
+        tx: &mut WriteTx,
+        d: &mut Dialog,
+        previous: Option<Id>,
+    ) -> StoreResult<Option<Assignment>> {
         if d.assignee_id.is_some() || d.status != DialogStatus::Open {
             return Ok(None);
         }
@@ -682,16 +688,16 @@ impl SqlStore {
                     return Ok(None);
                 }
                 return Ok(Some(
-                    Self::record_assignment(tx, d, None, AssignReason::Bot, None, None).await?,
+                    Self::record_assignment(tx, d, None, AssignReason::Bot, None, previous).await?,
                 ));
             }
         }
         match Self::choose(tx, d, None, true).await? {
             Some((u, reason)) => Ok(Some(
-                Self::record_assignment(tx, d, Some(u), reason, None, None).await?,
+                Self::record_assignment(tx, d, Some(u), reason, None, previous).await?,
             )),
             None if d.assign_reason.as_deref() != Some(AssignReason::Queued.as_str()) => Ok(Some(
-                Self::record_assignment(tx, d, None, AssignReason::Queued, None, None).await?,
+                Self::record_assignment(tx, d, None, AssignReason::Queued, None, previous).await?,
             )),
             None => Ok(None),
         }
@@ -1043,6 +1049,161 @@ impl SqlStore {
         let outcome = self.ingest_in_tx(&mut tx, &checked).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Puts engine 2's `reading` of inbound message `message_id` in place of its provisional
+    /// one (engine 1's quick reading, see [`Classification::provisional`]). The message is
+    /// updated (a `message` `classification` event). When this message opened its dialog
+    /// and nothing has happened to the dialog since (still its only message, unread, not
+    /// taken, moved or typed since), the dialog takes engine 2's applied type, or none, and goes
+    /// to `department_id` (the applied type's department, else the channel's) if that is
+    /// another one, routed afresh there, as if engine 2 had read the message at once; an
+    /// Interest the message opened follows it. Otherwise the dialog only takes the type when
+    /// it has none, the rule of ingest. Returns the updated message, or `None` when there
+    /// was nothing to replace (not inbound, no reading, or already final).
+    pub(crate) async fn refine_classification_impl(
+        &self,
+        message_id: Id,
+        reading: &Classification,
+        department_id: Option<Id>,
+    ) -> StoreResult<Option<Message>> {
+        if reading.provisional {
+            return Err(FieldError::new(
+                "classification",
+                "provisional",
+                "a provisional reading cannot replace another",
+            )
+            .into());
+        }
+        // Departments first (the lock order of queue drains: departments, then dialogs).
+        let current: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT d.department_id FROM messages m JOIN dialogs d ON d.id = m.dialog_id WHERE m.id = $1",
+        )
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound { entity: "message" });
+        };
+        let mut tx = self.write(&Actor::System).await?;
+        let mut departments: Vec<Id> = current.into_iter().chain(department_id).collect();
+        departments.sort_unstable();
+        departments.dedup();
+        for dep in departments {
+            Self::lock_department(&mut tx, dep).await?;
+        }
+        let sql = format!(
+            "SELECT {} FROM messages m WHERE m.id = $1{}",
+            rows::MESSAGE_COLS,
+            if tx.backend() == Backend::Postgres {
+                " FOR UPDATE OF m"
+            } else {
+                ""
+            }
+        );
+        let mut m = rows::message(
+            &sqlx::query(&sql)
+                .bind(message_id)
+                .fetch_optional(tx.conn())
+                .await?
+                .ok_or(StoreError::NotFound { entity: "message" })?,
+        )?;
+        if m.direction != Direction::Inbound
+            || !m.classification.as_ref().is_some_and(|c| c.provisional)
+        {
+            return Ok(None);
+        }
+        m.classification = Some(reading.clone());
+        sqlx::query("UPDATE messages SET classification = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(reading).ok())
+            .bind(tx.now.micros())
+            .bind(message_id)
+            .execute(tx.conn())
+            .await?;
+        let mut d = by_id::DIALOG
+            .fetch_for_update(&mut tx, &Actor::System, m.dialog_id)
+            .await?;
+        let before = d.clone();
+        let messages: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE dialog_id = $1")
+                .bind(d.id)
+                .fetch_one(tx.conn())
+                .await?;
+        let untouched = messages == 1
+            && d.status == DialogStatus::Open
+            && d.unread > 0
+            && d.created_at == m.created_at
+            && d.updated_at == m.created_at;
+        if untouched {
+            d.request_type.clone_from(&reading.applied);
+            d.request_type_by = reading.applied.as_ref().map(|_| "classifier".to_owned());
+        } else if d.request_type.is_none() && reading.applied.is_some() {
+            d.request_type.clone_from(&reading.applied);
+            d.request_type_by = Some("classifier".into());
+        }
+        let moved = untouched && department_id.is_some() && department_id != d.department_id;
+        if moved || d.request_type != before.request_type {
+            d.updated_at = tx.now;
+            if moved {
+                // The quick reading sent it to another department a moment ago.
+                d.department_id = department_id;
+                d.assignee_id = None;
+                d.assign_reason = None;
+                d.assigned_at = None;
+            }
+            sqlx::query(
+                "UPDATE dialogs SET department_id = $1, assignee_id = $2, assign_reason = $3, assigned_at = $4, \
+                 request_type = $5, request_type_by = $6, updated_at = $7 WHERE id = $8",
+            )
+            .bind(d.department_id)
+            .bind(d.assignee_id)
+            .bind(&d.assign_reason)
+            .bind(d.assigned_at.map(Timestamp::micros))
+            .bind(&d.request_type)
+            .bind(&d.request_type_by)
+            .bind(d.updated_at.micros())
+            .bind(d.id)
+            .execute(tx.conn())
+            .await?;
+            if moved {
+                if let Some(i) = d.interest_id {
+                    // An Interest this message opened goes along, and loses the responsible
+                    // it got from the assignee the dialog no longer has.
+                    sqlx::query(
+                        "UPDATE interests SET department_id = $1, \
+                         responsible_id = CASE WHEN responsible_id = $2 THEN NULL ELSE responsible_id END \
+                         WHERE id = $3 AND created_at = $4",
+                    )
+                    .bind(d.department_id)
+                    .bind(before.assignee_id)
+                    .bind(i)
+                    .bind(m.created_at.micros())
+                    .execute(tx.conn())
+                    .await?;
+                }
+                // Routing logs the dialog's change (and tells the previous assignee).
+                if Self::route_in_tx(&mut tx, &mut d, before.assignee_id)
+                    .await?
+                    .is_none()
+                {
+                    tx.log(dialog_change(&d, "transfer"));
+                }
+            } else {
+                tx.log(dialog_change(&d, "update"));
+            }
+        }
+        let mut change = Change::new("message", m.id, "classification", &m)
+            .party(d.client_id, d.lead_id)
+            .interest(d.interest_id)
+            .dialog(Some(d.id))
+            .department(d.department_id)
+            .owner(d.assignee_id, d.shared);
+        if let Some(p) = before.assignee_id.filter(|p| Some(*p) != d.assignee_id) {
+            change = change.also(Topic::user(p));
+        }
+        tx.log(change);
+        tx.commit().await?;
+        Ok(Some(m))
     }
 
     /// Persists several inbound messages in one transaction (group commit), in order, each
@@ -1440,7 +1601,7 @@ impl SqlStore {
         };
 
         // 6. Route.
-        let assignment = Self::route_in_tx(tx, &mut d).await?;
+        let assignment = Self::route_in_tx(tx, &mut d, None).await?;
 
         // 7. The message.
         let sql = format!(

@@ -19,12 +19,12 @@ use crate::helpers::*;
 use crate::ws_client::*;
 
 /// The model folder `models/fetch.sh` writes.
-fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/e5")
 }
 
 /// The model folder, or `None` (after printing `SKIPPED`) when it is not there outside CI.
-fn model_or_skip(test: &str) -> Option<PathBuf> {
+pub(crate) fn model_or_skip(test: &str) -> Option<PathBuf> {
     let dir = model_dir();
     if dir.join("model.onnx").is_file() && dir.join("tokenizer.json").is_file() {
         return Some(dir);
@@ -50,7 +50,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-async fn app_with_engine(engine: EngineChoice, dir: &Path) -> TestApp {
+pub(crate) async fn app_with_engine(engine: EngineChoice, dir: &Path) -> TestApp {
     let dir = dir.to_path_buf();
     spawn_app_with(move |c| {
         with_api_channel("Sales", None)(c);
@@ -60,7 +60,7 @@ async fn app_with_engine(engine: EngineChoice, dir: &Path) -> TestApp {
     .await
 }
 
-async fn status(app: &TestApp) -> Value {
+pub(crate) async fn status(app: &TestApp) -> Value {
     let (code, body) = app.get(Some(&app.admin), "/api/v1/assist/status").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body
@@ -208,23 +208,41 @@ async fn engine_2_learns_the_seed_set_then_reads_inquiries_and_learns_a_dislike(
         assert_eq!(top(&c), want, "{text}: {c}");
     }
 
-    // In the pipeline: the inquiry is stored with engine 2's reading.
+    // In the pipeline: the inquiry is stored at once with engine 1's quick reading, and
+    // engine 2's follows as a message update on the operator's socket.
     let key = app.api_key(&[Scope::DialogsWrite]).await;
     let sales = app.department("Sales").await;
     let anna = app.user("anna", Role::Operator, Some(sales)).await;
+    let (mut ws, _) = Ws::operator(&app, &anna).await;
+    let (_, sub) = ws.subscribe(&format!("user:{}", anna.id), None).await;
+    assert_eq!(sub["type"], "subscribed", "{sub}");
     let text = "Счёт за октябрь пришёл дважды, спишите лишнее пожалуйста";
     let (code, out) = ingest(&app, &key, &inbound("e-1", "t-1", "+7 916 555-01-01", text)).await;
     assert_eq!(code, StatusCode::OK, "{out}");
-    let reading = &out["message"]["classification"];
+    let quick = &out["message"]["classification"];
+    assert_eq!(quick["provisional"], true, "{out}");
+    assert!(
+        quick["model"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ngram:standby")),
+        "{out}"
+    );
+    let message = out["message"]["id"].as_i64().expect("id");
+    let update = ws
+        .event_where(|e| {
+            e["entity"] == "message" && e["op"] == "classification" && e["entity_id"] == message
+        })
+        .await;
+    let reading = &update["data"]["classification"];
     assert!(
         reading["model"]
             .as_str()
             .is_some_and(|m| m.starts_with("encoder:")),
-        "{out}"
+        "{update}"
     );
+    assert!(reading.get("provisional").is_none(), "{update}");
     let before = top(reading).to_owned();
     let right = if before == "bug" { "claim" } else { "bug" };
-    let message = out["message"]["id"].as_i64().expect("id");
     let (code, fb) = app
         .post(
             Some(&anna),
@@ -246,7 +264,13 @@ async fn engine_2_learns_the_seed_set_then_reads_inquiries_and_learns_a_dislike(
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{out}");
-    assert_eq!(top(&out["message"]["classification"]), right, "{out}");
+    let message = out["message"]["id"].as_i64().expect("id");
+    let update = ws
+        .event_where(|e| {
+            e["entity"] == "message" && e["op"] == "classification" && e["entity_id"] == message
+        })
+        .await;
+    assert_eq!(top(&update["data"]["classification"]), right, "{update}");
 
     // Hostile texts are read or refused cleanly.
     let got = app

@@ -7,6 +7,7 @@ mod acl_leaks;
 mod ami_calls;
 mod assist;
 mod assist_engines;
+mod assist_refine;
 mod auth_flow;
 mod bad_input;
 mod browser;
