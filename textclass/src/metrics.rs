@@ -1,5 +1,6 @@
 //! Evaluation measures shared by the `evaluate` binary, the tests and (later) the hub's
-//! model-quality report: accuracy, AUROC, expected calibration error, log-loss.
+//! model-quality report: accuracy, AUROC, expected calibration error, log-loss, and a
+//! confusion matrix with per-class precision / recall.
 //!
 //! Pure functions over plain slices; no classifier involved.
 
@@ -82,6 +83,142 @@ pub fn log_loss(true_probabilities: &[f32]) -> f64 {
         / true_probabilities.len() as f64
 }
 
+/// A confusion matrix: `counts[truth][predicted]` over `labels`, with per-class precision,
+/// recall and F1.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Confusion {
+    /// The classes, in row (truth) and column (prediction) order.
+    pub labels: Vec<String>,
+    /// `counts[truth][predicted]`.
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl Confusion {
+    /// An empty matrix over `labels`.
+    #[must_use]
+    pub fn new(labels: &[impl AsRef<str>]) -> Self {
+        let n = labels.len();
+        Self {
+            labels: labels.iter().map(|l| l.as_ref().to_owned()).collect(),
+            counts: vec![vec![0; n]; n],
+        }
+    }
+
+    /// Counts one text of class `truth` predicted as `predicted`; indices outside the
+    /// matrix are ignored.
+    pub fn add(&mut self, truth: usize, predicted: usize) {
+        let n = self.labels.len();
+        if truth < n && predicted < n {
+            self.counts[truth][predicted] += 1;
+        }
+    }
+
+    /// Texts counted.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.counts.iter().flatten().sum()
+    }
+
+    /// Texts of class `i`.
+    #[must_use]
+    pub fn support(&self, i: usize) -> usize {
+        self.counts.get(i).map_or(0, |r| r.iter().sum())
+    }
+
+    /// Texts predicted as class `i`.
+    #[must_use]
+    pub fn predicted(&self, i: usize) -> usize {
+        self.counts.iter().filter_map(|r| r.get(i)).sum()
+    }
+
+    fn hits(&self, i: usize) -> usize {
+        self.counts
+            .get(i)
+            .and_then(|r| r.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Of the texts predicted as class `i`, the fraction that are (0 when none is).
+    #[must_use]
+    pub fn precision(&self, i: usize) -> f64 {
+        ratio(self.hits(i), self.predicted(i))
+    }
+
+    /// Of the texts of class `i`, the fraction predicted so (0 when there are none).
+    #[must_use]
+    pub fn recall(&self, i: usize) -> f64 {
+        ratio(self.hits(i), self.support(i))
+    }
+
+    /// The harmonic mean of precision and recall of class `i`.
+    #[must_use]
+    pub fn f1(&self, i: usize) -> f64 {
+        let (p, r) = (self.precision(i), self.recall(i));
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+
+    /// The fraction on the diagonal.
+    #[must_use]
+    pub fn accuracy(&self) -> f64 {
+        ratio(
+            (0..self.labels.len()).map(|i| self.hits(i)).sum(),
+            self.total(),
+        )
+    }
+
+    /// The matrix as a text table (rows: the true class; columns: the predicted one),
+    /// followed by each class's precision, recall, F1 and support.
+    #[must_use]
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let width = self
+            .labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(8);
+        let mut out = String::new();
+        let _ = write!(out, "{:<width$}", "true \\ predicted");
+        for l in &self.labels {
+            let _ = write!(out, " {l:>width$}");
+        }
+        let _ = writeln!(
+            out,
+            " {:>9} {:>9} {:>6} {:>7}",
+            "precision", "recall", "F1", "support"
+        );
+        for (i, l) in self.labels.iter().enumerate() {
+            let _ = write!(out, "{l:<width$}");
+            for c in &self.counts[i] {
+                let _ = write!(out, " {c:>width$}");
+            }
+            let _ = writeln!(
+                out,
+                " {:>8.1}% {:>8.1}% {:>6.3} {:>7}",
+                self.precision(i) * 100.0,
+                self.recall(i) * 100.0,
+                self.f1(i),
+                self.support(i)
+            );
+        }
+        out
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +246,25 @@ mod tests {
         assert_eq!(accuracy(&[(1, 1), (2, 1)]), 0.5);
         assert!((log_loss(&[1.0, 1.0])).abs() < 1e-9);
         assert!((log_loss(&[0.5]) - std::f64::consts::LN_2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn confusion_counts_precision_and_recall() {
+        let mut c = Confusion::new(&["a", "b"]);
+        for (t, p) in [(0, 0), (0, 0), (0, 1), (1, 1), (1, 9), (9, 0)] {
+            c.add(t, p);
+        }
+        assert_eq!(c.total(), 4);
+        assert_eq!(c.counts, vec![vec![2, 1], vec![0, 1]]);
+        assert!((c.precision(0) - 1.0).abs() < 1e-9);
+        assert!((c.recall(0) - 2.0 / 3.0).abs() < 1e-9);
+        assert!((c.precision(1) - 0.5).abs() < 1e-9);
+        assert!((c.accuracy() - 0.75).abs() < 1e-9);
+        assert_eq!(Confusion::new(&["x"]).precision(0), 0.0);
+        let table = c.render();
+        assert!(
+            table.contains("precision") && table.lines().count() == 3,
+            "{table}"
+        );
     }
 }

@@ -38,7 +38,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use kommutator_textclass::metrics::{accuracy, auroc, expected_calibration_error, log_loss};
+use kommutator_textclass::metrics::{
+    accuracy, auroc, expected_calibration_error, log_loss, Confusion,
+};
 use kommutator_textclass::rng::SplitMix64;
 use kommutator_textclass::{Classifier, Example, FitOptions, NgramConfig, NgramModel};
 
@@ -79,6 +81,9 @@ struct Row {
     oos_auroc: Option<f64>,
     config: NgramConfig,
     fit: FitOptions,
+    /// Sets of at most 12 classes (the seed set): the confusion matrix (the first seed's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confusion: Option<Confusion>,
 }
 
 #[derive(Debug)]
@@ -200,6 +205,18 @@ fn run() -> anyhow::Result<()> {
     }
     print_table(&rows);
     for row in &rows {
+        if let Some(c) = &row.confusion {
+            out!("");
+            out!(
+                "{} {} ({} texts): confusion matrix",
+                row.dataset,
+                row.setting,
+                c.total()
+            );
+            out!("{}", c.render().trim_end());
+        }
+    }
+    for row in &rows {
         out!("EVAL_JSON {}", serde_json::to_string(row)?);
     }
     Ok(())
@@ -317,6 +334,13 @@ fn evaluate(
         truth_probability.push(prediction.probability(label).unwrap_or(0.0));
     }
     let predict_us = started.elapsed().as_secs_f64() * 1e6 / dataset.test.len().max(1) as f64;
+    let confusion = (labels.len() <= 12).then(|| {
+        let mut c = Confusion::new(&labels);
+        for &(predicted, truth) in &pairs {
+            c.add(truth, predicted);
+        }
+        c
+    });
     let oos_auroc = if dataset.out_of_scope.is_empty() {
         None
     } else {
@@ -347,6 +371,7 @@ fn evaluate(
         oos_auroc,
         config: *config,
         fit: *fit,
+        confusion,
     })
 }
 
