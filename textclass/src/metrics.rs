@@ -104,6 +104,21 @@ impl Confusion {
         }
     }
 
+    /// The same matrix with the classes in alphabetical order (so that matrices of one
+    /// data set read alike whatever order the classes were met in).
+    #[must_use]
+    pub fn sorted(&self) -> Self {
+        let mut order: Vec<usize> = (0..self.labels.len()).collect();
+        order.sort_by(|&a, &b| self.labels[a].cmp(&self.labels[b]));
+        Self {
+            labels: order.iter().map(|&i| self.labels[i].clone()).collect(),
+            counts: order
+                .iter()
+                .map(|&t| order.iter().map(|&p| self.counts[t][p]).collect())
+                .collect(),
+        }
+    }
+
     /// Counts one text of class `truth` predicted as `predicted`; indices outside the
     /// matrix are ignored.
     pub fn add(&mut self, truth: usize, predicted: usize) {
@@ -266,5 +281,11 @@ mod tests {
             table.contains("precision") && table.lines().count() == 3,
             "{table}"
         );
+        let mut c = Confusion::new(&["other", "bug"]);
+        c.add(0, 1);
+        c.add(1, 1);
+        let s = c.sorted();
+        assert_eq!(s.labels, ["bug", "other"]);
+        assert_eq!(s.counts, vec![vec![1, 0], vec![1, 0]]);
     }
 }

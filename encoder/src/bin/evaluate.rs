@@ -9,7 +9,7 @@
 //! in-scope test, trained on `train`) are evaluated with the full training data and with 10
 //! examples per label (a seeded selection); the seed set (`textclass/seed/{train,test}.tsv`)
 //! with its training file. Reported: accuracy, macro precision / recall, per-class
-//! precision / recall (seed set), calibration (ECE), CLINC150's out-of-scope AUROC, and the
+//! precision / recall and the confusion matrix (seed set), calibration (ECE), CLINC150's out-of-scope AUROC, and the
 //! encoder's latency per text (p50 / p99, one thread) and throughput per core.
 //!
 //! Options: `--models DIR` (default `../models/e5`), `--data DIR` (the folder with
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kommutator_encoder::{Encoder, EncoderConfig, HeadConfig, Kind, LinearHead};
-use kommutator_textclass::metrics::{auroc, expected_calibration_error};
+use kommutator_textclass::metrics::{auroc, expected_calibration_error, Confusion};
 use kommutator_textclass::rng::SplitMix64;
 use kommutator_textclass::FitOptions;
 
@@ -159,8 +159,10 @@ struct Row {
     holdout_accuracy: Option<f32>,
     train_seconds: f64,
     oos_auroc: Option<f64>,
+    /// Sets of at most 12 classes (the seed set): the confusion matrix, with per-class
+    /// precision and recall.
     #[serde(skip_serializing_if = "Option::is_none")]
-    per_class: Option<BTreeMap<String, (f64, f64, usize)>>,
+    confusion: Option<Confusion>,
 }
 
 fn run() -> Result<(), String> {
@@ -316,20 +318,15 @@ fn run() -> Result<(), String> {
         );
     }
     for r in &rows {
-        if let Some(per_class) = &r.per_class {
+        if let Some(c) = &r.confusion {
             out!("");
             out!(
-                "{} {}: per-class precision / recall (support)",
+                "{} {} ({} texts): confusion matrix",
                 r.dataset,
-                r.setting
+                r.setting,
+                c.total()
             );
-            for (label, (p, rc, n)) in per_class {
-                out!(
-                    "  {label:<12} {:>6.1}% {:>6.1}% ({n})",
-                    p * 100.0,
-                    rc * 100.0
-                );
-            }
+            out!("{}", c.render().trim_end());
         }
     }
     match throughput {
@@ -508,6 +505,7 @@ fn evaluate(
     let mut calibration = Vec::new();
     let mut in_scope_conf = Vec::new();
     let mut tested = 0usize;
+    let mut confusion = Confusion::new(&labels);
     for (t, l) in &set.test {
         let Some(&truth) = index.get(l.as_str()) else {
             continue; // a label without training examples
@@ -523,6 +521,7 @@ fn evaluate(
             );
         support[truth] += 1;
         predicted[best] += 1;
+        confusion.add(truth, best);
         if best == truth {
             tp[truth] += 1;
         }
@@ -543,20 +542,6 @@ fn evaluate(
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let macro_precision = (0..n).map(|i| ratio(tp[i], predicted[i])).sum::<f64>() / n as f64;
     let macro_recall = (0..n).map(|i| ratio(tp[i], support[i])).sum::<f64>() / n as f64;
-    let per_class = (n <= 12).then(|| {
-        (0..n)
-            .map(|i| {
-                (
-                    labels[i].to_owned(),
-                    (
-                        ratio(tp[i], predicted[i]),
-                        ratio(tp[i], support[i]),
-                        support[i],
-                    ),
-                )
-            })
-            .collect()
-    });
     Ok(Row {
         dataset: set.name.to_owned(),
         setting: setting.to_owned(),
@@ -571,7 +556,7 @@ fn evaluate(
         holdout_accuracy: report.holdout_accuracy,
         train_seconds,
         oos_auroc,
-        per_class,
+        confusion: (n <= 12).then(|| confusion.sorted()),
     })
 }
 

@@ -28,7 +28,9 @@
 //!   the 10-shot selection) and report the means, with the accuracy's standard deviation;
 //! - `--dev`: the tuning split instead of the test sets (CLINC150 `val` / `oos_val`; a
 //!   seeded 10 % of BANKING77's training data), which is what hyper-parameters were chosen
-//!   on, so that the test numbers stay honest.
+//!   on, so that the test numbers stay honest;
+//! - `--errors`: also list the misread test texts of sets of at most 12 classes (the seed
+//!   set), to see what the confusion matrix counts.
 //!
 //! Output: a table, then one `EVAL_JSON {...}` line per row.
 
@@ -84,6 +86,10 @@ struct Row {
     /// Sets of at most 12 classes (the seed set): the confusion matrix (the first seed's).
     #[serde(skip_serializing_if = "Option::is_none")]
     confusion: Option<Confusion>,
+    /// With `--errors`, on sets of at most 12 classes: (text, true, predicted) of every
+    /// misread test text.
+    #[serde(skip)]
+    errors: Vec<(String, String, String)>,
 }
 
 #[derive(Debug)]
@@ -95,6 +101,7 @@ struct Args {
     fit: FitOptions,
     seeds: u64,
     dev: bool,
+    errors: bool,
 }
 
 const SHOTS: usize = 10;
@@ -215,6 +222,17 @@ fn run() -> anyhow::Result<()> {
             );
             out!("{}", c.render().trim_end());
         }
+        if args.errors && !row.errors.is_empty() {
+            out!("");
+            out!(
+                "{} {}: misread texts (true -> predicted)",
+                row.dataset,
+                row.setting
+            );
+            for (text, truth, predicted) in &row.errors {
+                out!("{truth:>9} -> {predicted:<9} {text}");
+            }
+        }
     }
     for row in &rows {
         out!("EVAL_JSON {}", serde_json::to_string(row)?);
@@ -230,6 +248,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut fit = FitOptions::default();
     let mut seeds = 1;
     let mut dev = false;
+    let mut errors = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -259,8 +278,9 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--seeds" => seeds = value("--seeds")?.parse().context("--seeds")?,
             "--dev" => dev = true,
+            "--errors" => errors = true,
             "--help" | "-h" => {
-                out!("usage: evaluate [--data DIR] [--seed-set DIR] [--only banking77|clinc150|seed] [--config JSON] [--passes N] [--seed N] [--seeds N] [--holdout F] [--dev]");
+                out!("usage: evaluate [--data DIR] [--seed-set DIR] [--only banking77|clinc150|seed] [--config JSON] [--passes N] [--seed N] [--seeds N] [--holdout F] [--dev] [--errors]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -287,6 +307,7 @@ fn parse_args() -> anyhow::Result<Args> {
         fit,
         seeds,
         dev,
+        errors,
     })
 }
 
@@ -319,6 +340,7 @@ fn evaluate(
     let train_seconds = started.elapsed().as_secs_f64();
 
     let mut pairs = Vec::with_capacity(dataset.test.len());
+    let mut errors = Vec::new();
     let mut confidence = Vec::with_capacity(dataset.test.len());
     let mut truth_probability = Vec::with_capacity(dataset.test.len());
     let started = Instant::now();
@@ -330,6 +352,10 @@ fn evaluate(
             .position(|l| l == label)
             .unwrap_or(usize::MAX - 1);
         pairs.push((predicted, truth));
+        if predicted != truth && labels.len() <= 12 {
+            let name = labels.get(predicted).copied().unwrap_or("(none)");
+            errors.push((text.clone(), label.clone(), name.to_owned()));
+        }
         confidence.push((prediction.confidence(), predicted == truth));
         truth_probability.push(prediction.probability(label).unwrap_or(0.0));
     }
@@ -339,7 +365,7 @@ fn evaluate(
         for &(predicted, truth) in &pairs {
             c.add(truth, predicted);
         }
-        c
+        c.sorted()
     });
     let oos_auroc = if dataset.out_of_scope.is_empty() {
         None
@@ -372,6 +398,7 @@ fn evaluate(
         config: *config,
         fit: *fit,
         confusion,
+        errors,
     })
 }
 
