@@ -6,6 +6,7 @@ mod acl;
 mod acl_leaks;
 mod ami_calls;
 mod assist;
+mod assist_bench;
 mod assist_engines;
 mod assist_refine;
 mod auth_flow;
