@@ -71,6 +71,26 @@ fn inquiry(
     }
 }
 
+/// Engine 2's reading put in place of message `id`'s (`None`: nothing was replaced).
+async fn refine(
+    app: &TestApp,
+    id: i64,
+    reading: &Classification,
+    department: i64,
+) -> Option<Message> {
+    app.store
+        .refine_classification(id, reading, Some(department))
+        .await
+        .expect("answered")
+}
+
+async fn dialog(app: &TestApp, id: i64) -> Dialog {
+    app.store
+        .get_dialog(&Actor::System, id)
+        .await
+        .expect("dialog")
+}
+
 fn stored(outcome: IngestOutcome) -> (Message, Dialog) {
     match outcome {
         IngestOutcome::Stored {
@@ -158,20 +178,11 @@ async fn engine_2s_reading_replaces_the_quick_one_and_moves_an_untouched_new_dia
     );
 
     // Engine 2 reads a claim, whose department is Support.
-    let refined = o
-        .app
-        .store
-        .refine_classification(m.id, &engine_2("claim", true), Some(o.support))
+    let refined = refine(&o.app, m.id, &engine_2("claim", true), o.support)
         .await
-        .expect("refined")
         .expect("the quick reading was replaced");
     assert_eq!(refined.classification, Some(engine_2("claim", true)));
-    let d = o
-        .app
-        .store
-        .get_dialog(&Actor::System, d.id)
-        .await
-        .expect("dialog");
+    let d = dialog(&o.app, d.id).await;
     assert_eq!(d.department_id, Some(o.support));
     assert_eq!(d.assignee_id, Some(o.bob.id), "routed afresh in Support");
     assert_eq!(d.request_type.as_deref(), Some("claim"));
@@ -230,20 +241,10 @@ async fn engine_2s_reading_replaces_the_quick_one_and_moves_an_untouched_new_dia
 
     // A second reading replaces nothing and logs nothing: the first one is final.
     let seq = o.app.last_seq().await;
-    let again = o
-        .app
-        .store
-        .refine_classification(m.id, &engine_2("bug", true), Some(o.sales))
-        .await
-        .expect("answered");
+    let again = refine(&o.app, m.id, &engine_2("bug", true), o.sales).await;
     assert!(again.is_none(), "{again:?}");
     assert_eq!(o.app.last_seq().await, seq);
-    let d2 = o
-        .app
-        .store
-        .get_dialog(&Actor::System, d.id)
-        .await
-        .expect("dialog");
+    let d2 = dialog(&o.app, d.id).await;
     assert_eq!(d2.department_id, Some(o.support));
     assert_eq!(d2.request_type.as_deref(), Some("claim"));
 }
@@ -270,20 +271,11 @@ async fn a_dialog_someone_acted_on_keeps_its_place_and_type() {
         )
         .await;
     assert!(code.is_success(), "{code}: {reply}");
-    let refined = o
-        .app
-        .store
-        .refine_classification(m.id, &engine_2("interest", true), Some(o.support))
+    let refined = refine(&o.app, m.id, &engine_2("interest", true), o.support)
         .await
-        .expect("refined")
         .expect("replaced");
     assert_eq!(refined.classification, Some(engine_2("interest", true)));
-    let after = o
-        .app
-        .store
-        .get_dialog(&Actor::System, d.id)
-        .await
-        .expect("dialog");
+    let after = dialog(&o.app, d.id).await;
     assert_eq!(after.department_id, Some(o.sales));
     assert_eq!(after.assignee_id, Some(o.anna.id));
     assert_eq!(
@@ -315,18 +307,10 @@ async fn a_dialog_someone_acted_on_keeps_its_place_and_type() {
     };
     let read = o.app.store.mark_read(&anna, d3.id).await.expect("read");
     assert_eq!(read.unread, 0);
-    o.app
-        .store
-        .refine_classification(m3.id, &engine_2("bug", true), Some(o.support))
+    refine(&o.app, m3.id, &engine_2("bug", true), o.support)
         .await
-        .expect("refined")
         .expect("replaced");
-    let after = o
-        .app
-        .store
-        .get_dialog(&Actor::System, d3.id)
-        .await
-        .expect("dialog");
+    let after = dialog(&o.app, d3.id).await;
     assert_eq!(after.request_type.as_deref(), Some("bug"));
     assert_eq!(after.department_id, Some(o.sales), "read by anna: it stays");
 }
@@ -373,20 +357,13 @@ async fn bad_refinements_are_refused_and_change_nothing() {
     let seq_after_reply = o.app.last_seq().await;
     assert!(seq_after_reply > seq);
     let outbound = reply["id"].as_i64().expect("message id");
-    assert!(o
-        .app
-        .store
-        .refine_classification(outbound, &engine_2("claim", true), Some(o.support))
-        .await
-        .expect("answered")
-        .is_none());
+    assert!(
+        refine(&o.app, outbound, &engine_2("claim", true), o.support)
+            .await
+            .is_none()
+    );
     assert_eq!(o.app.last_seq().await, seq_after_reply);
-    let after = o
-        .app
-        .store
-        .get_dialog(&Actor::System, d.id)
-        .await
-        .expect("dialog");
+    let after = dialog(&o.app, d.id).await;
     assert_eq!(after.department_id, Some(o.sales));
     assert_eq!(after.request_type.as_deref(), Some("interest"));
 }
